@@ -1,0 +1,779 @@
+"""The engine: one run of one stage, from declared resources to reconciled infrastructure.
+
+A :class:`Run` holds the stage's lock, loads its state, resolves operations a crashed run
+left pending, then reconciles each declared resource on a bounded thread pool as soon as the
+resources it depends on are done. Every provider call is bracketed by an intent event and an
+outcome event. ``finalize`` deletes orphans (and objects retired by replaces) in reverse
+dependency order, but only when the whole run succeeded; ``destroy`` deletes the whole stage.
+In plan mode nothing is called and nothing is written: the run only computes what it would do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import getpass
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+from ._codec import diff, encode, mask
+from ._errors import JournalError, ProviderError, TransportError, UsageError, ValidationError
+from ._events import make_event
+from ._projection import ResourceState, StreamState, apply, load_state, snapshot_state, stream_name
+from ._provider import Context, Provider, get_provider
+from ._secret import Secret
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "UNKNOWN",
+    "Change",
+    "Desired",
+    "Ref",
+    "Reporter",
+    "Run",
+    "RunResult",
+]
+
+#: how many provider calls run at once unless told otherwise (JOURNAL_CONCURRENCY)
+DEFAULT_CONCURRENCY: Final = 64
+#: what plan mode shows for a value only a deploy can know
+UNKNOWN: Final = "(known after deploy)"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A prop that stands for another resource (its ``ref_field`` output, e.g. its id)."""
+
+    resource: str
+
+
+@dataclass
+class Desired:
+    """A resource as the program (or a rollback target) wants it."""
+
+    id: str
+    type: str
+    props: dict[str, Any]
+    delete: bool
+    adopt: bool = False
+    service_token: Secret | None = None
+
+    @property
+    def deps(self) -> list[str]:
+        return sorted({v.resource for v in self.props.values() if isinstance(v, Ref)})
+
+
+@dataclass(frozen=True)
+class Change:
+    resource: str
+    type: str
+    action: str  # create | adopt | update | replace | delete | forget | noop | recover
+    diff: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    stream: str
+    command: str
+    status: str  # succeeded | failed | planned
+    duration_s: float
+    changes: list[Change]
+    failures: list[tuple[str, str]]
+    outputs: dict[str, Any]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.changes:
+            key = "failed" if c.error is not None else c.action
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
+class Reporter(Protocol):
+    """Progress sink (the CLI prints; tests collect)."""
+
+    def resource(
+        self,
+        resource: str,
+        type_name: str,
+        action: str,
+        phase: str,
+        seconds: float,
+        error: str | None,
+    ) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+
+class _Silent:
+    def resource(
+        self,
+        resource: str,
+        type_name: str,
+        action: str,
+        phase: str,
+        seconds: float,
+        error: str | None,
+    ) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+
+class _DependencyFailed(ProviderError):
+    pass
+
+
+class _Journal(Protocol):
+    def append(
+        self, stream: str, payloads: Any, *, expected_version: int | None = None
+    ) -> list[Any]: ...
+
+    def lock(self, stream: str, *, holder: Mapping[str, Any], timeout: float = 0.0) -> Any: ...
+
+    def read(
+        self, stream: str | None = None, *, after_seq: int = 0, upto_seq: int | None = None
+    ) -> Any: ...
+
+    def latest_snapshot(self, stream: str, upto_seq: int | None = None) -> Any: ...
+
+    def put_snapshot(self, stream: str, seq: int, state: dict[str, Any]) -> None: ...
+
+    def head(self) -> tuple[int, str]: ...
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def actor() -> str:
+    env = os.environ.get("JOURNAL_ACTOR")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}"
+
+
+def default_concurrency() -> int:
+    raw = os.environ.get("JOURNAL_CONCURRENCY")
+    if raw is None:
+        return DEFAULT_CONCURRENCY
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UsageError(f"JOURNAL_CONCURRENCY must be a whole number >= 1, got {raw!r}")
+    return value
+
+
+def _unknown_outputs(provider: Provider[Any, Any]) -> Any:
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(provider.outputs_type):
+        values[f.name] = Secret(UNKNOWN) if "Secret" in str(f.type) else UNKNOWN
+    return provider.outputs_type(**values)
+
+
+class Run:
+    """One run of one stage. Use ``begin()`` first, then declare, then finalize/fail/destroy."""
+
+    def __init__(
+        self,
+        journal: _Journal,
+        app: str,
+        stage: str,
+        *,
+        command: str = "deploy",
+        concurrency: int | None = None,
+        lock_timeout: float = 0.0,
+        reporter: Reporter | None = None,
+        program: str | None = None,
+        program_hash: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.journal = journal
+        self.app = app
+        self.stage = stage
+        self.stream = stream_name(app, stage)
+        self.command = command
+        self.plan_only = command == "plan"
+        self.concurrency = concurrency or default_concurrency()
+        self.lock_timeout = lock_timeout
+        self.reporter: Reporter = reporter or _Silent()
+        self.program = program
+        self.program_hash = program_hash
+        self.extra = dict(extra or {})
+        self.run_id = uuid.uuid4().hex[:16]
+        self.state = StreamState(stream=self.stream)
+        self._state_lock = threading.Lock()
+        self._desired: dict[str, Desired] = {}
+        self._futures: dict[str, Future[Any]] = {}
+        self._queued: list[str] = []
+        self._changes: list[Change] = []
+        self._changes_lock = threading.Lock()
+        self._exports: dict[str, Any] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._stack = contextlib.ExitStack()
+        self._cache: dict[str, Any] = {}
+        self._cache_lock = threading.Lock()
+        self._started = 0.0
+        self._begun = False
+        self._done = False
+
+    # --- start -----------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Take the stage's lock, load state, record run.started, resolve pending operations."""
+        self._started = time.monotonic()
+        holder = {"actor": actor(), "host": socket.gethostname(), "pid": os.getpid()}
+        try:
+            if not self.plan_only:
+                holder["since"] = _now()
+                holder["command"] = self.command
+                self._stack.enter_context(
+                    self.journal.lock(self.stream, holder=holder, timeout=self.lock_timeout)
+                )
+            self.state = load_state(self.journal, self.stream)
+            self._pool = self._stack.enter_context(
+                ThreadPoolExecutor(self.concurrency, thread_name_prefix="journal-run")
+            )
+            if not self.plan_only:
+                started = make_event(
+                    "run.started",
+                    app=self.app,
+                    stage=self.stage,
+                    program=self.program,
+                    program_hash=self.program_hash,
+                    **{**holder, "command": self.command},
+                    **self.extra,
+                )
+                self._append(started, expected_version=self.state.version)
+                self._recover()
+        except BaseException:
+            self._stack.close()
+            raise
+        self._begun = True
+
+    def _recover(self) -> None:
+        """Resolve operations whose intent a crashed run recorded without an outcome."""
+        pending = self.state.pending()
+        if not pending:
+            return
+        self.reporter.message(f"resolving {len(pending)} interrupted operation(s)")
+        assert self._pool is not None
+        errors: list[tuple[str, BaseException]] = []
+        for res, fut in [(r, self._pool.submit(self._recover_one, r)) for r in pending]:
+            try:
+                fut.result()
+            except Exception as exc:
+                errors.append((res.id, exc))
+        if errors:
+            rid, exc = errors[0]
+            raise ProviderError(
+                f"could not resolve the interrupted operation on {rid!r}: {exc}; "
+                "nothing else was done, run again when the API answers",
+                resource=rid,
+                operation="recover",
+            ) from exc
+
+    def _recover_one(self, res: ResourceState) -> None:
+        provider = get_provider(res.type)
+        ctx = self._context(res.id, res.options)
+        pending = res.pending or {}
+        op = pending["op"]
+        t0 = time.monotonic()
+        fields: dict[str, Any] = {"op": op}
+        if op in ("create", "replace"):
+            props = provider.load_props(pending["props"])
+            found = provider.read(props, None, ctx)
+            old_ref = (res.outputs or {}).get(provider.ref_field)
+            new = found is not None and (
+                op == "create" or encode(found).get(provider.ref_field) != old_ref
+            )
+            fields.update(found=new, props=pending["props"])
+            if new:
+                fields["outputs"] = encode(found)
+                if op == "replace" and res.outputs is not None:
+                    fields["retired"] = {
+                        "props": res.props,
+                        "outputs": res.outputs,
+                        "deps": res.deps,
+                    }
+        elif op == "update":
+            out = provider.read(
+                provider.load_props(res.props), provider.load_outputs(res.outputs or {}), ctx
+            )
+            fields.update(found=out is not None, outputs=encode(out) if out is not None else None)
+        else:  # delete
+            target_outputs = pending["outputs"]
+            props = provider.load_props(res.props)
+            out = provider.read(props, provider.load_outputs(target_outputs), ctx)
+            fields.update(found=out is not None, target=pending["target"], outputs=target_outputs)
+        self._event("resource.recovered", res.id, res.type, **fields)
+        self._record(Change(res.id, res.type, "recover", seconds=time.monotonic() - t0))
+
+    # --- declare ---------------------------------------------------------------------
+
+    def declare(self, desired: Desired) -> Future[Any]:
+        """Queue a resource; validation happens now, provider calls only after ``flush``."""
+        if desired.id in self._desired:
+            raise ValidationError(
+                "declared twice in this app; logical ids must be unique per stage",
+                resource=desired.id,
+            )
+        for dep in desired.deps:
+            if dep not in self._desired:
+                raise ValidationError(
+                    f"depends on {dep!r}, which is not declared", resource=desired.id
+                )
+        provider = get_provider(desired.type)
+        provider.validate(provider.props_type(**desired.props), resource=desired.id)
+        fut: Future[Any] = Future()
+        self._desired[desired.id] = desired
+        self._futures[desired.id] = fut
+        self._queued.append(desired.id)
+        return fut
+
+    def flush(self) -> None:
+        """Start every queued resource (each waits for its dependencies, not for the queue)."""
+        queued, self._queued = self._queued, []
+        for rid in queued:
+            self._schedule(rid, self._desired[rid].deps, lambda rid=rid: self._reconcile(rid))  # type: ignore[misc]
+
+    def wait(self, rid: str) -> Any:
+        """The outputs of a declared resource (blocks; raises the resource's error)."""
+        self.flush()
+        return self._futures[rid].result()
+
+    def export(self, values: Mapping[str, Any]) -> None:
+        self._exports = {k: encode(v) for k, v in values.items()}
+
+    def _schedule(self, key: str, deps: Iterable[str], work: Callable[[], Any]) -> None:
+        fut = self._futures[key]
+        waits = [self._futures[d] for d in deps]
+        remaining = [len(waits)]
+        lock = threading.Lock()
+        assert self._pool is not None
+        pool = self._pool
+
+        def launch() -> None:
+            failed = [d for d, f in zip(deps, waits, strict=False) if f.exception() is not None]
+            if failed:
+                fut.set_exception(_DependencyFailed(f"skipped: {failed[0]!r} failed", resource=key))
+                return
+            pool.submit(self._complete, fut, work)
+
+        def one_done(_: Future[Any]) -> None:
+            with lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                launch()
+
+        deps = list(deps)
+        if not waits:
+            launch()
+        for w in waits:
+            w.add_done_callback(one_done)
+
+    @staticmethod
+    def _complete(fut: Future[Any], work: Callable[[], Any]) -> None:
+        try:
+            fut.set_result(work())
+        except BaseException as exc:
+            fut.set_exception(exc)
+
+    # --- reconcile one resource --------------------------------------------------------
+
+    def _context(self, rid: str, options: Mapping[str, Any] | None = None) -> Context:
+        token = (options or {}).get("service_token")
+        if isinstance(token, dict):
+            token = Secret(token["$secret"])
+        return Context(
+            app=self.app,
+            stage=self.stage,
+            resource=rid,
+            service_token=token,
+            adopt=bool((options or {}).get("adopt")),
+            cache=self._cache,
+            cache_lock=self._cache_lock,
+        )
+
+    def _resolve(self, d: Desired) -> tuple[dict[str, Any], dict[str, str]]:
+        values: dict[str, Any] = {}
+        refs: dict[str, str] = {}
+        for key, value in d.props.items():
+            if isinstance(value, Ref):
+                dep_out = self._futures[value.resource].result()
+                dep_type = self._desired[value.resource].type
+                values[key] = getattr(dep_out, get_provider(dep_type).ref_field)
+                refs[key] = value.resource
+            else:
+                values[key] = value
+        return values, refs
+
+    def _reconcile(self, rid: str) -> Any:
+        d = self._desired[rid]
+        provider = get_provider(d.type)
+        options = {
+            "adopt": d.adopt,
+            "service_token": encode(d.service_token) if d.service_token is not None else None,
+        }
+        ctx = self._context(rid, options)
+        values, refs = self._resolve(d)
+        props = provider.prepare(provider.props_type(**values), ctx)
+        pj = encode(props)
+        with self._state_lock:
+            cur = self.state.resources.get(rid)
+            cur = ResourceState.from_json(cur.to_json()) if cur is not None else None
+        deps = d.deps
+        if cur is None or not cur.exists:
+            action = "adopt" if d.adopt else "create"
+        elif cur.type != d.type:
+            action = "replace"
+        elif cur.props == pj:
+            action = "noop"
+        else:
+            changed = {k for k in set(pj) | set(cur.props) if pj.get(k) != cur.props.get(k)}
+            action = "update" if changed <= provider.updatable else "replace"
+        change_diff = diff(cur.props if cur is not None and cur.exists else None, pj)
+        if self.plan_only:
+            self._record(Change(rid, d.type, action, change_diff))
+            if action == "noop" and cur is not None and cur.outputs is not None:
+                return provider.load_outputs(cur.outputs)
+            return _unknown_outputs(provider)
+        if action == "noop":
+            assert cur is not None and cur.outputs is not None
+            if cur.delete != d.delete or cur.options != options:
+                self._event(
+                    "resource.policy.changed", rid, d.type, delete=d.delete, options=options
+                )
+            self._record(Change(rid, d.type, "noop"))
+            return provider.load_outputs(cur.outputs)
+        common = {"deps": deps, "refs": refs, "delete": d.delete, "options": options}
+        return self._call(
+            rid,
+            d.type,
+            action,
+            change_diff,
+            lambda: self._apply_change(action, provider, ctx, props, pj, cur, common),
+        )
+
+    def _call(
+        self,
+        rid: str,
+        type_name: str,
+        action: str,
+        change_diff: dict[str, Any],
+        work: Callable[[], Any],
+    ) -> Any:
+        t0 = time.monotonic()
+        self.reporter.resource(rid, type_name, action, "start", 0.0, None)
+        try:
+            out = work()
+        except Exception as exc:
+            secs = time.monotonic() - t0
+            self.reporter.resource(rid, type_name, action, "failed", secs, str(exc))
+            self._record(Change(rid, type_name, action, change_diff, error=str(exc), seconds=secs))
+            raise
+        secs = time.monotonic() - t0
+        self.reporter.resource(rid, type_name, action, "done", secs, None)
+        self._record(Change(rid, type_name, action, change_diff, seconds=secs))
+        return out
+
+    def _apply_change(
+        self,
+        action: str,
+        provider: Provider[Any, Any],
+        ctx: Context,
+        props: Any,
+        pj: dict[str, Any],
+        cur: ResourceState | None,
+        common: dict[str, Any],
+    ) -> Any:
+        rid, tname = ctx.resource, provider.type_name
+        if action == "adopt":
+            found = provider.read(props, None, ctx)
+            if found is not None:
+                self._event(
+                    "resource.created",
+                    rid,
+                    tname,
+                    props=pj,
+                    outputs=encode(found),
+                    adopted=True,
+                    **common,
+                )
+                return found
+            action = "create"
+        if action == "create":
+            self._event("resource.create.requested", rid, tname, props=pj, **common)
+            out = self._guarded(
+                "create", rid, tname, lambda: provider.create(props, ctx), props, provider, ctx
+            )
+            self._event("resource.created", rid, tname, props=pj, outputs=encode(out), **common)
+            return out
+        assert cur is not None and cur.outputs is not None
+        old_props = provider.load_props(cur.props)
+        old_out = provider.load_outputs(cur.outputs)
+        if action == "update":
+            self._event("resource.update.requested", rid, tname, props=pj, old_props=cur.props)
+            out = self._guarded(
+                "update", rid, tname, lambda: provider.update(props, old_props, old_out, ctx)
+            )
+            self._event("resource.updated", rid, tname, props=pj, outputs=encode(out), **common)
+            return out
+        # replace
+        self._event("resource.replace.requested", rid, tname, props=pj, old_props=cur.props)
+        retired: dict[str, Any] | None
+        if provider.delete_first and cur.delete:
+            self._guarded("replace", rid, tname, lambda: provider.delete(old_props, old_out, ctx))
+            retired = None
+        else:
+            retired = {"props": cur.props, "outputs": cur.outputs, "deps": cur.deps}
+        out = self._guarded("replace", rid, tname, lambda: provider.create(props, ctx))
+        self._event(
+            "resource.replaced",
+            rid,
+            tname,
+            props=pj,
+            outputs=encode(out),
+            retired=retired,
+            **common,
+        )
+        return out
+
+    def _guarded(
+        self,
+        op: str,
+        rid: str,
+        tname: str,
+        call: Callable[[], Any],
+        props: Any = None,
+        provider: Provider[Any, Any] | None = None,
+        ctx: Context | None = None,
+    ) -> Any:
+        """Run a provider call; on failure record the outcome event and re-raise.
+
+        A create whose answer was lost (a transport error) may have happened: read the object
+        by name; found, it is recorded as created; unreadable, the intent stays pending and
+        the next run resolves it first."""
+        try:
+            return call()
+        except TransportError as exc:
+            if provider is not None and ctx is not None:
+                try:
+                    found = provider.read(props, None, ctx)
+                except Exception:
+                    self._event(f"resource.{op}.failed", rid, tname, error=str(exc), ambiguous=True)
+                    raise exc from None
+                if found is not None:
+                    return found
+            self._event(f"resource.{op}.failed", rid, tname, error=str(exc))
+            raise
+        except Exception as exc:
+            self._event(f"resource.{op}.failed", rid, tname, error=str(exc))
+            raise
+
+    # --- events ----------------------------------------------------------------------
+
+    def _event(self, name: str, rid: str, tname: str, **fields: Any) -> None:
+        self._append(make_event(name, resource=rid, resource_type=tname, **fields))
+
+    def _append(self, payload: dict[str, Any], *, expected_version: int | None = None) -> None:
+        payload.setdefault("run", self.run_id)
+        payload["time"] = _now()
+        events = self.journal.append(self.stream, [payload], expected_version=expected_version)
+        with self._state_lock:
+            for ev in events:
+                apply(self.state, ev.seq, ev.version, ev.payload)
+
+    def _record(self, change: Change) -> None:
+        with self._changes_lock:
+            self._changes.append(change)
+
+    # --- finish ----------------------------------------------------------------------
+
+    def finalize(self) -> RunResult:
+        """Wait for every declared resource; if all succeeded, delete orphans and retired
+        objects; record exports; end the run."""
+        self.flush()
+        failures = self._wait_declared()
+        if not failures:
+            with self._state_lock:
+                orphans = [r for r in self.state.resources if r not in self._desired]
+            failures += self._delete(orphans, include_retired=True)
+        return self._finish(failures)
+
+    def fail(self, exc: BaseException) -> RunResult:
+        """The program failed: let what is in flight finish, delete nothing, record it."""
+        failures = self._wait_declared(started_only=True)
+        failures.insert(0, ("(program)", f"{type(exc).__name__}: {exc}"))
+        return self._finish(failures)
+
+    def destroy(self) -> RunResult:
+        """Delete every resource of the stage, in reverse dependency order."""
+        with self._state_lock:
+            everything = list(self.state.resources)
+        failures = self._delete(everything, include_retired=True)
+        return self._finish(failures, record_outputs=False)
+
+    def _wait_declared(self, started_only: bool = False) -> list[tuple[str, str]]:
+        if started_only:
+            for rid in self._queued:
+                self._futures[rid].cancel()
+            self._queued = []
+        failures: list[tuple[str, str]] = []
+        for rid, fut in self._futures.items():
+            if fut.cancelled():
+                continue
+            exc = fut.exception()
+            if exc is not None:
+                failures.append((rid, str(exc)))
+        return failures
+
+    def _delete(self, rids: list[str], *, include_retired: bool) -> list[tuple[str, str]]:
+        """Delete (or forget) resources and retired objects, dependents first, concurrently."""
+        tasks: dict[str, tuple[str, str, dict[str, Any], list[str]]] = {}
+        with self._state_lock:
+            for rid in rids:
+                res = self.state.resources[rid]
+                if res.outputs is not None:
+                    tasks[f"{rid}#current"] = (rid, "current", res.outputs, res.deps)
+            if include_retired:
+                for rid, res in self.state.resources.items():
+                    for i, old in enumerate(res.retired):
+                        tasks[f"{rid}#retired{i}"] = (
+                            rid,
+                            "retired",
+                            old["outputs"],
+                            old.get("deps", []),
+                        )
+        if not tasks:
+            return []
+        if self._pool is None:
+            raise RuntimeError("run not begun")
+        for key in tasks:
+            self._futures[key] = Future()
+        for key, (rid, _target, _out, _deps) in tasks.items():
+            # a task waits for every other task whose object depends on its resource
+            blockers = [k for k, t in tasks.items() if k != key and rid in t[3]]
+            self._schedule(key, blockers, lambda key=key: self._delete_one(*tasks[key]))  # type: ignore[misc]
+        failures = []
+        for key in tasks:
+            exc = self._futures[key].exception()
+            if exc is not None:
+                failures.append((tasks[key][0], str(exc)))
+        return failures
+
+    def _delete_one(self, rid: str, target: str, outputs: dict[str, Any], deps: list[str]) -> None:
+        with self._state_lock:
+            res = self.state.resources[rid]
+            protected = not res.delete
+            tname, props_json, options = res.type, res.props, res.options
+        if target == "retired":
+            props_json = next(
+                (r["props"] for r in res.retired if r["outputs"] == outputs), props_json
+            )
+        action = "forget" if protected else "delete"
+        if self.plan_only:
+            self._record(Change(rid, tname, action, diff(props_json, None)))
+            return
+        if protected:
+            self._event(
+                "resource.forgotten",
+                rid,
+                tname,
+                reason="delete protection",
+                target=target,
+                outputs=outputs,
+            )
+            self._record(Change(rid, tname, "forget"))
+            self.reporter.resource(rid, tname, "forget", "done", 0.0, None)
+            return
+        provider = get_provider(tname)
+        ctx = self._context(rid, options)
+
+        def work() -> None:
+            self._event("resource.delete.requested", rid, tname, target=target, outputs=outputs)
+            self._guarded(
+                "delete",
+                rid,
+                tname,
+                lambda: provider.delete(
+                    provider.load_props(props_json), provider.load_outputs(outputs), ctx
+                ),
+            )
+            self._event("resource.deleted", rid, tname, target=target, outputs=outputs)
+
+        self._call(rid, tname, "delete", {}, work)
+
+    def _finish(self, failures: list[tuple[str, str]], record_outputs: bool = True) -> RunResult:
+        status = "planned" if self.plan_only else ("failed" if failures else "succeeded")
+        duration = time.monotonic() - self._started
+        try:
+            if not self.plan_only:
+                exports = self._exports
+                if record_outputs and not failures and exports not in (None, self.state.outputs):
+                    self._append(make_event("outputs.recorded", outputs=exports))
+                if self.command == "destroy" and not failures and self.state.outputs:
+                    self._append(make_event("outputs.recorded", outputs={}))
+                counts: dict[str, int] = {}
+                for c in self._changes:
+                    key = "failed" if c.error is not None else c.action
+                    counts[key] = counts.get(key, 0) + 1
+                self._append(
+                    make_event(
+                        "run.finished",
+                        status=status,
+                        counts=counts,
+                        duration_s=round(duration, 4),
+                        failures=[{"resource": r, "error": e} for r, e in failures],
+                    )
+                )
+                with contextlib.suppress(JournalError):
+                    snapshot_state(self.journal, self.state)
+        finally:
+            self._close()
+        outputs = self._exports if self._exports is not None else self.state.outputs
+        return RunResult(
+            run_id=self.run_id,
+            stream=self.stream,
+            command=self.command,
+            status=status,
+            duration_s=duration,
+            changes=sorted(self._changes, key=lambda c: c.resource),
+            failures=failures,
+            outputs=mask(outputs) if self.plan_only else outputs,
+        )
+
+    def _close(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        for key, obj in list(self._cache.items()):
+            closer = getattr(obj, "close", None)
+            if callable(closer):
+                with contextlib.suppress(Exception):
+                    closer()
+            self._cache.pop(key, None)
+        self._stack.close()

@@ -1,0 +1,201 @@
+"""The provider seam: what a resource type implements, and the registry that validates it.
+
+A provider implements, for one resource type (registered under a stable type name such as
+``"prisma-postgres.Database"``): ``validate`` (static checks, before any API call),
+``prepare`` (fill defaults such as the physical name), ``create``, ``update`` (only for the
+fields in ``updatable``; a change to any other field replaces), ``delete`` and ``read`` (used by
+adopt, pending-operation recovery and drift checks). Props and outputs are frozen
+dataclasses; they travel through the journal as JSON (see ``_codec``).
+
+Providers are found by type name: first among those registered in this process, then through
+the ``journal.providers`` entry-point group (so ``journal destroy`` can delete a stage from its
+journal alone, without running the program). The engine knows no provider by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Generic, TypeVar
+
+from ._errors import UsageError, ValidationError
+from ._secret import Secret
+
+__all__ = [
+    "Context",
+    "Provider",
+    "get_provider",
+    "physical_name",
+    "register_provider",
+]
+
+P = TypeVar("P")
+O = TypeVar("O")  # noqa: E741 - the outputs type
+
+
+def physical_name(app: str, logical_id: str, stage: str) -> str:
+    """The default name of a remote object: ``<app>-<id>-<stage>``, so stages never collide."""
+    return f"{app}-{logical_id}-{stage}"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a provider call knows about where it runs."""
+
+    app: str
+    stage: str
+    resource: str
+    #: per-resource options: service_token (a Secret) and adopt
+    service_token: Secret | None = None
+    adopt: bool = False
+    #: provider credentials stored with `journal configure` (profile), by variable name
+    credentials: Mapping[str, Secret] = field(default_factory=dict)
+    #: shared per-run objects (HTTP clients ...) keyed by the provider
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    cache_lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+    @property
+    def default_name(self) -> str:
+        return physical_name(self.app, self.resource, self.stage)
+
+    def shared(self, key: str, factory: Callable[[], Any]) -> Any:
+        """A per-run object shared by all calls (created once, thread-safe)."""
+        with self.cache_lock:
+            if key not in self.cache:
+                self.cache[key] = factory()
+            return self.cache[key]
+
+
+class Provider(ABC, Generic[P, O]):
+    """One resource type's lifecycle. Subclasses set the class attributes and methods."""
+
+    type_name: ClassVar[str]
+    props_type: ClassVar[type[Any]]
+    outputs_type: ClassVar[type[Any]]
+    #: fields that can change in place; a change to any other field replaces the object
+    updatable: ClassVar[frozenset[str]] = frozenset()
+    #: name-bound objects are deleted before their replacement is created
+    delete_first: ClassVar[bool] = False
+    #: default delete policy (False = delete protection: forget, keep the remote object)
+    default_delete: ClassVar[bool] = True
+    #: the outputs field a handle of this type stands for when passed to another resource
+    ref_field: ClassVar[str] = "id"
+
+    def validate(self, props: P, *, resource: str) -> None:
+        """Static checks; raise ValidationError(resource=..., field=...). No I/O."""
+
+    def prepare(self, props: P, ctx: Context) -> P:
+        """Fill defaults that depend on the context (the physical name ...). No I/O."""
+        return props
+
+    @abstractmethod
+    def create(self, props: P, ctx: Context) -> O: ...
+
+    def update(self, props: P, old_props: P, outputs: O, ctx: Context) -> O:
+        raise NotImplementedError(f"{self.type_name} cannot be updated in place")
+
+    @abstractmethod
+    def delete(self, props: P, outputs: O, ctx: Context) -> None: ...
+
+    @abstractmethod
+    def read(self, props: P, outputs: O | None, ctx: Context) -> O | None:
+        """The remote object's outputs, or None if it does not exist. ``outputs`` None: look
+        it up by the name in ``props`` (adopt, recovery of an interrupted create)."""
+
+    def close(self, ctx_cache: Mapping[str, Any]) -> None:
+        """Release shared objects at the end of a run."""
+
+    # --- JSON forms ------------------------------------------------------------------
+
+    def load_props(self, data: Mapping[str, Any]) -> P:
+        return _load(self.props_type, data)  # type: ignore[no-any-return]
+
+    def load_outputs(self, data: Mapping[str, Any]) -> O:
+        return _load(self.outputs_type, data)  # type: ignore[no-any-return]
+
+
+def _load(cls: type[Any], data: Mapping[str, Any]) -> Any:
+    from ._codec import decode
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: decode(v) for k, v in data.items() if k in names})
+
+
+_REGISTRY: dict[str, Provider[Any, Any]] = {}
+_LOCK = threading.Lock()
+
+
+def register_provider(cls: type[Provider[Any, Any]]) -> type[Provider[Any, Any]]:
+    """Register a provider class (usable as a decorator); it is validated here."""
+    problems = []
+    name = getattr(cls, "type_name", None)
+    if not isinstance(name, str) or "." not in name:
+        problems.append("type_name must be a 'provider.Type' string")
+    for attr in ("props_type", "outputs_type"):
+        t = getattr(cls, attr, None)
+        if not (isinstance(t, type) and dataclasses.is_dataclass(t)):
+            problems.append(f"{attr} must be a dataclass")
+    if not problems:
+        prop_fields = {f.name for f in dataclasses.fields(cls.props_type)}
+        out_fields = {f.name for f in dataclasses.fields(cls.outputs_type)}
+        extra = set(cls.updatable) - prop_fields
+        if extra:
+            problems.append(f"updatable names unknown props {sorted(extra)}")
+        if cls.ref_field not in out_fields:
+            problems.append(f"ref_field {cls.ref_field!r} is not an outputs field")
+        if cls.updatable and cls.update is Provider.update:
+            problems.append("declares updatable fields but does not implement update()")
+    abstract = getattr(cls, "__abstractmethods__", frozenset())
+    if abstract:
+        problems.append(f"does not implement {sorted(abstract)}")
+    if problems:
+        raise TypeError(f"provider {cls.__name__}: " + "; ".join(problems))
+    with _LOCK:
+        existing = _REGISTRY.get(str(name))
+        if existing is not None and _qualified(type(existing)) != _qualified(cls):
+            raise TypeError(
+                f"provider type {name!r} is registered twice "
+                f"({_qualified(type(existing))} and {_qualified(cls)})"
+            )
+        _REGISTRY[str(name)] = cls()
+    return cls
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def get_provider(type_name: str) -> Provider[Any, Any]:
+    with _LOCK:
+        found = _REGISTRY.get(type_name)
+    if found is not None:
+        return found
+    prefix = type_name.split(".", 1)[0]
+    for ep in entry_points(group="journal.providers"):
+        if ep.name == prefix:
+            ep.load()
+    with _LOCK:
+        found = _REGISTRY.get(type_name)
+    if found is None:
+        raise UsageError(
+            f"no provider for resource type {type_name!r}: install the package that "
+            "provides it (entry point group 'journal.providers')"
+        )
+    return found
+
+
+def check_props(props: Any, resource: str, **expected: type | tuple[type, ...]) -> None:
+    """A small helper for validate(): the listed fields have the listed types (or None)."""
+    for name, kind in expected.items():
+        value = getattr(props, name)
+        if value is not None and not isinstance(value, kind):
+            want = (
+                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            )
+            raise ValidationError(
+                f"must be {want}, got {type(value).__name__}", resource=resource, field=name
+            )

@@ -1,0 +1,521 @@
+"""Prisma Postgres resources: ``Project``, ``Database``, ``Connection`` and ``WorkspaceRef``.
+
+Each managed type is a provider (registered under ``prisma-postgres.<Type>``) plus the handle
+class a program declares. Names default to ``<app>-<id>-<stage>`` so stages never collide.
+
+- ``Project``: a name change updates in place; a region change replaces. ``delete=False`` by
+  default (delete protection: on destroy or orphan removal it is forgotten, not deleted).
+- ``Database``: waits for ``ready``; a name change updates in place; a change of project or
+  region replaces. ``delete=False`` by default. The region is checked against the known
+  regions before any call, and against the API's own list before the create.
+- ``Connection``: any change replaces; always deleted on destroy. Its credentials (``user``,
+  ``password``, ``connection_string``, ``prisma_connection_string``) are ``Secret``s. The API
+  returns them only when a connection is created or rotated, so taking over an existing
+  connection (``adopt=True``, or recovering an interrupted create) rotates its password.
+- ``WorkspaceRef``: a lookup by name or id, not a managed resource.
+
+The service token is, in order: the resource's ``service_token=``, ``PRISMA_SERVICE_TOKEN``,
+then the token stored with ``journal configure``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+from journal._app import Resource
+from journal._engine import Ref
+from journal._errors import ApiError, NotFoundError, ValidationError
+from journal._provider import Context, Provider, register_provider
+from journal._secret import Secret
+
+from . import _client as api
+
+__all__ = [
+    "REGIONS",
+    "Connection",
+    "ConnectionOutputs",
+    "Database",
+    "DatabaseOutputs",
+    "Project",
+    "ProjectOutputs",
+    "WorkspaceRef",
+]
+
+#: Prisma Postgres regions (the Management API's enum)
+REGIONS: Final = (
+    "us-east-1",
+    "us-west-1",
+    "eu-west-3",
+    "eu-central-1",
+    "ap-northeast-1",
+    "ap-southeast-1",
+)
+DEFAULT_REGION: Final = "us-east-1"
+_MAX_NAME = 100
+
+
+def _client(ctx: Context) -> api.PrismaClient:
+    token: Secret | str | None = ctx.service_token
+    if token is None:
+        token = os.environ.get(api.TOKEN_ENV) or ctx.credentials.get(api.TOKEN_ENV)
+    url = os.environ.get(api.API_URL_ENV) or api.DEFAULT_API_URL
+    plain = token.unencrypted if isinstance(token, Secret) else (token or "")
+    key = "prisma:" + url + ":" + hashlib.blake2b(plain.encode(), digest_size=8).hexdigest()
+    client: api.PrismaClient = ctx.shared(key, lambda: api.PrismaClient(token=token, base_url=url))
+    return client
+
+
+def _check_name(value: object, resource: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError("must be a non-empty string", resource=resource, field="name")
+    if len(value) > _MAX_NAME:
+        raise ValidationError(
+            f"must be at most {_MAX_NAME} characters", resource=resource, field="name"
+        )
+
+
+def _check_region(value: object, resource: str, *, required: bool) -> None:
+    if value is None and not required:
+        return
+    if value not in REGIONS:
+        raise ValidationError(
+            f"{value!r} is not a Prisma Postgres region; use one of {', '.join(REGIONS)}",
+            resource=resource,
+            field="region",
+        )
+
+
+def _check_ref(value: object, resource: str, field: str, kind: str) -> None:
+    if isinstance(value, Ref):
+        return
+    if not isinstance(value, str) or not value:
+        raise ValidationError(
+            f"must be a {kind} (the handle, or its id as a string)", resource=resource, field=field
+        )
+
+
+def _check_available_region(ctx: Context, region: str) -> None:
+    """The API's own list of regions, read once per run."""
+    client = _client(ctx)
+    regions = ctx.shared("prisma:regions:" + client.base_url, client.list_postgres_regions)
+    available = [r.id for r in regions if r.status in (None, "available")]
+    if available and region not in available:
+        raise ValidationError(
+            f"{region!r} is not available; the API offers {', '.join(available)}",
+            resource=ctx.resource,
+            field="region",
+        )
+
+
+# --- Project -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProjectProps:
+    name: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class ProjectOutputs:
+    id: str
+    name: str
+    workspace_id: str | None
+    region: str | None
+    created_at: str
+
+
+def _project_outputs(p: api.Project) -> ProjectOutputs:
+    return ProjectOutputs(p.id, p.name, p.workspace_id, p.default_region, p.created_at)
+
+
+@register_provider
+class ProjectProvider(Provider[ProjectProps, ProjectOutputs]):
+    type_name = "prisma-postgres.Project"
+    props_type = ProjectProps
+    outputs_type = ProjectOutputs
+    updatable = frozenset({"name"})
+    default_delete = False
+
+    def validate(self, props: ProjectProps, *, resource: str) -> None:
+        _check_name(props.name, resource)
+        _check_region(props.region, resource, required=False)
+
+    def prepare(self, props: ProjectProps, ctx: Context) -> ProjectProps:
+        return props if props.name is not None else replace(props, name=ctx.default_name)
+
+    def create(self, props: ProjectProps, ctx: Context) -> ProjectOutputs:
+        assert props.name is not None
+        if props.region is not None:
+            _check_available_region(ctx, props.region)
+        p = _client(ctx).create_project(name=props.name, region=props.region, create_database=False)
+        return _project_outputs(p)
+
+    def update(
+        self, props: ProjectProps, old_props: ProjectProps, outputs: ProjectOutputs, ctx: Context
+    ) -> ProjectOutputs:
+        assert props.name is not None
+        return _project_outputs(_client(ctx).update_project(outputs.id, name=props.name))
+
+    def delete(self, props: ProjectProps, outputs: ProjectOutputs, ctx: Context) -> None:
+        _client(ctx).delete_project(outputs.id)
+
+    def read(
+        self, props: ProjectProps, outputs: ProjectOutputs | None, ctx: Context
+    ) -> ProjectOutputs | None:
+        client = _client(ctx)
+        if outputs is not None:
+            try:
+                return _project_outputs(client.get_project(outputs.id))
+            except NotFoundError:
+                return None
+        found = client.find_project_by_name(props.name or ctx.default_name)
+        return _project_outputs(found) if found is not None else None
+
+
+class Project(Resource[ProjectOutputs]):
+    """A Prisma Postgres project. ``delete`` defaults to False (delete protection)."""
+
+    type_name = "prisma-postgres.Project"
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        name: str | None = None,
+        region: str | None = None,
+        delete: bool = False,
+        adopt: bool = False,
+        service_token: str | Secret | None = None,
+    ) -> None:
+        super().__init__(
+            id,
+            {"name": name, "region": region},
+            delete=delete,
+            adopt=adopt,
+            service_token=service_token,
+        )
+
+    @property
+    def id(self) -> str:
+        return self.outputs.id
+
+    @property
+    def name(self) -> str:
+        return self.outputs.name
+
+    @property
+    def workspace_id(self) -> str | None:
+        return self.outputs.workspace_id
+
+
+# --- Database ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatabaseProps:
+    project: str
+    region: str = DEFAULT_REGION
+    name: str | None = None
+    is_default: bool = False
+
+
+@dataclass(frozen=True)
+class DatabaseOutputs:
+    id: str
+    name: str
+    project_id: str
+    region: str | None
+    status: str
+    created_at: str
+
+
+def _database_outputs(d: api.Database) -> DatabaseOutputs:
+    return DatabaseOutputs(d.id, d.name, d.project_id, d.region, d.status, d.created_at)
+
+
+@register_provider
+class DatabaseProvider(Provider[DatabaseProps, DatabaseOutputs]):
+    type_name = "prisma-postgres.Database"
+    props_type = DatabaseProps
+    outputs_type = DatabaseOutputs
+    updatable = frozenset({"name"})
+    default_delete = False
+    #: how long a create waits for the database to become ready
+    ready_timeout_s: float = 300.0
+
+    def validate(self, props: DatabaseProps, *, resource: str) -> None:
+        _check_ref(props.project, resource, "project", "Project")
+        _check_region(props.region, resource, required=True)
+        _check_name(props.name, resource)
+        if not isinstance(props.is_default, bool):
+            raise ValidationError("must be True or False", resource=resource, field="is_default")
+
+    def prepare(self, props: DatabaseProps, ctx: Context) -> DatabaseProps:
+        return props if props.name is not None else replace(props, name=ctx.default_name)
+
+    def create(self, props: DatabaseProps, ctx: Context) -> DatabaseOutputs:
+        assert props.name is not None
+        _check_available_region(ctx, props.region)
+        client = _client(ctx)
+        d = client.create_database(
+            project_id=props.project,
+            name=props.name,
+            region=props.region,
+            is_default=props.is_default,
+        )
+        if not d.is_ready:
+            d = client.wait_database_ready(d.id, timeout_s=self.ready_timeout_s)
+        return _database_outputs(d)
+
+    def update(
+        self, props: DatabaseProps, old_props: DatabaseProps, outputs: DatabaseOutputs, ctx: Context
+    ) -> DatabaseOutputs:
+        assert props.name is not None
+        return _database_outputs(_client(ctx).update_database(outputs.id, name=props.name))
+
+    def delete(self, props: DatabaseProps, outputs: DatabaseOutputs, ctx: Context) -> None:
+        _client(ctx).delete_database(outputs.id)
+
+    def read(
+        self, props: DatabaseProps, outputs: DatabaseOutputs | None, ctx: Context
+    ) -> DatabaseOutputs | None:
+        client = _client(ctx)
+        if outputs is not None:
+            try:
+                return _database_outputs(client.get_database(outputs.id))
+            except NotFoundError:
+                return None
+        try:
+            found = client.find_database_by_name(props.project, props.name or ctx.default_name)
+        except NotFoundError:
+            return None
+        if found is None:
+            return None
+        if not found.is_ready:
+            found = client.wait_database_ready(found.id, timeout_s=self.ready_timeout_s)
+        return _database_outputs(found)
+
+
+class Database(Resource[DatabaseOutputs]):
+    """A Prisma Postgres database in a project. ``delete`` defaults to False."""
+
+    type_name = "prisma-postgres.Database"
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        project: Project | str,
+        region: str = DEFAULT_REGION,
+        name: str | None = None,
+        is_default: bool = False,
+        delete: bool = False,
+        adopt: bool = False,
+        service_token: str | Secret | None = None,
+    ) -> None:
+        super().__init__(
+            id,
+            {"project": project, "region": region, "name": name, "is_default": is_default},
+            delete=delete,
+            adopt=adopt,
+            service_token=service_token,
+        )
+
+    @property
+    def id(self) -> str:
+        return self.outputs.id
+
+    @property
+    def name(self) -> str:
+        return self.outputs.name
+
+    @property
+    def project_id(self) -> str:
+        return self.outputs.project_id
+
+    @property
+    def region(self) -> str | None:
+        return self.outputs.region
+
+    @property
+    def status(self) -> str:
+        return self.outputs.status
+
+
+# --- Connection ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectionProps:
+    database: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionOutputs:
+    id: str
+    name: str
+    database_id: str
+    host: str
+    port: int
+    user: Secret
+    password: Secret
+    connection_string: Secret
+    prisma_connection_string: Secret
+    created_at: str
+
+
+def _connection_outputs(
+    c: api.Connection, previous: ConnectionOutputs | None = None
+) -> ConnectionOutputs:
+    if c.connection_string is None or c.user is None or c.password is None:
+        if previous is None:
+            raise ApiError(
+                "the API returned a connection without credentials",
+                status=200,
+                method="GET",
+                path=f"/v1/connections/{c.id}",
+            )
+        return replace(previous, name=c.name, host=c.host or previous.host)
+    return ConnectionOutputs(
+        id=c.id,
+        name=c.name,
+        database_id=c.database_id,
+        host=c.host,
+        port=c.port,
+        user=c.user,
+        password=c.password,
+        connection_string=c.connection_string,
+        prisma_connection_string=c.prisma_connection_string or c.connection_string,
+        created_at=c.created_at,
+    )
+
+
+@register_provider
+class ConnectionProvider(Provider[ConnectionProps, ConnectionOutputs]):
+    type_name = "prisma-postgres.Connection"
+    props_type = ConnectionProps
+    outputs_type = ConnectionOutputs
+    default_delete = True
+
+    def validate(self, props: ConnectionProps, *, resource: str) -> None:
+        _check_ref(props.database, resource, "database", "Database")
+        _check_name(props.name, resource)
+
+    def prepare(self, props: ConnectionProps, ctx: Context) -> ConnectionProps:
+        return props if props.name is not None else replace(props, name=ctx.default_name)
+
+    def create(self, props: ConnectionProps, ctx: Context) -> ConnectionOutputs:
+        assert props.name is not None
+        return _connection_outputs(
+            _client(ctx).create_connection(database_id=props.database, name=props.name)
+        )
+
+    def delete(self, props: ConnectionProps, outputs: ConnectionOutputs, ctx: Context) -> None:
+        _client(ctx).delete_connection(outputs.id)
+
+    def read(
+        self, props: ConnectionProps, outputs: ConnectionOutputs | None, ctx: Context
+    ) -> ConnectionOutputs | None:
+        client = _client(ctx)
+        if outputs is not None:
+            try:
+                return _connection_outputs(client.get_connection(outputs.id), outputs)
+            except NotFoundError:
+                return None
+        try:
+            found = client.find_connection_by_name(props.database, props.name or ctx.default_name)
+        except NotFoundError:
+            return None
+        if found is None:
+            return None
+        # the API never returns an existing password: new credentials are the only way in
+        return _connection_outputs(client.rotate_connection(found.id))
+
+
+class Connection(Resource[ConnectionOutputs]):
+    """A connection (login) to a database; always deleted on destroy."""
+
+    type_name = "prisma-postgres.Connection"
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        database: Database | str,
+        name: str | None = None,
+        adopt: bool = False,
+        service_token: str | Secret | None = None,
+    ) -> None:
+        super().__init__(
+            id,
+            {"database": database, "name": name},
+            delete=True,
+            adopt=adopt,
+            service_token=service_token,
+        )
+
+    @property
+    def id(self) -> str:
+        return self.outputs.id
+
+    @property
+    def name(self) -> str:
+        return self.outputs.name
+
+    @property
+    def host(self) -> str:
+        return self.outputs.host
+
+    @property
+    def port(self) -> int:
+        return self.outputs.port
+
+    @property
+    def user(self) -> Secret:
+        return self.outputs.user
+
+    @property
+    def password(self) -> Secret:
+        return self.outputs.password
+
+    @property
+    def connection_string(self) -> Secret:
+        return self.outputs.connection_string
+
+    @property
+    def prisma_connection_string(self) -> Secret:
+        return self.outputs.prisma_connection_string
+
+
+# --- WorkspaceRef --------------------------------------------------------------------------
+
+
+class WorkspaceRef:
+    """Resolve a workspace by name or id (a lookup, not a managed resource)."""
+
+    def __init__(
+        self,
+        name_or_id: str,
+        *,
+        service_token: str | Secret | None = None,
+        client: Any = None,
+    ) -> None:
+        if not isinstance(name_or_id, str) or not name_or_id.strip():
+            raise ValidationError("must be a workspace name or id", resource="WorkspaceRef")
+        if client is not None:
+            ws = client.resolve_workspace(name_or_id)
+        else:
+            with api.PrismaClient(token=service_token) as owned:
+                ws = owned.resolve_workspace(name_or_id)
+        self.id: str = ws.id
+        self.name: str = ws.name
+
+    def __repr__(self) -> str:
+        return f"WorkspaceRef(id={self.id!r}, name={self.name!r})"
