@@ -61,6 +61,8 @@ class RunSettings:
     lock_timeout: float = 0.0
     program: str | None = None
     program_hash: str | None = None
+    #: provider credentials from `journal configure` (variable name -> Secret)
+    credentials: dict[str, Secret] = field(default_factory=dict)
     results: list[RunResult] = field(default_factory=list)
     apps: list[tuple[str, str]] = field(default_factory=list)
 
@@ -151,6 +153,7 @@ class App:
                 reporter=settings.reporter,
                 program=settings.program,
                 program_hash=settings.program_hash,
+                credentials=settings.credentials,
             )
             run.begin()
         except BaseException:
@@ -266,7 +269,9 @@ class Resource(Generic[O]):
                 props=values,
                 delete=provider.default_delete if delete is None else delete,
                 adopt=adopt,
-                service_token=Secret(service_token) if service_token is not None else None,
+                service_token=(
+                    Secret(service_token) if isinstance(service_token, str) else service_token
+                ),
             )
         )
 

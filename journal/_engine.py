@@ -209,6 +209,7 @@ class Run:
         program: str | None = None,
         program_hash: str | None = None,
         extra: Mapping[str, Any] | None = None,
+        credentials: Mapping[str, Secret] | None = None,
     ) -> None:
         self.journal = journal
         self.app = app
@@ -222,6 +223,7 @@ class Run:
         self.program = program
         self.program_hash = program_hash
         self.extra = dict(extra or {})
+        self.credentials = dict(credentials or {})
         self.run_id = uuid.uuid4().hex[:16]
         self.state = StreamState(stream=self.stream)
         self._state_lock = threading.Lock()
@@ -287,13 +289,13 @@ class Run:
             except Exception as exc:
                 errors.append((res.id, exc))
         if errors:
-            rid, exc = errors[0]
+            rid, first = errors[0]
             raise ProviderError(
-                f"could not resolve the interrupted operation on {rid!r}: {exc}; "
+                f"could not resolve the interrupted operation on {rid!r}: {first}; "
                 "nothing else was done, run again when the API answers",
                 resource=rid,
                 operation="recover",
-            ) from exc
+            ) from first
 
     def _recover_one(self, res: ResourceState) -> None:
         provider = get_provider(res.type)
@@ -414,6 +416,7 @@ class Run:
             resource=rid,
             service_token=token,
             adopt=bool((options or {}).get("adopt")),
+            credentials=self.credentials,
             cache=self._cache,
             cache_lock=self._cache_lock,
         )

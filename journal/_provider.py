@@ -149,7 +149,7 @@ def register_provider(cls: type[Provider[Any, Any]]) -> type[Provider[Any, Any]]
             problems.append(f"ref_field {cls.ref_field!r} is not an outputs field")
         if cls.updatable and cls.update is Provider.update:
             problems.append("declares updatable fields but does not implement update()")
-    abstract = getattr(cls, "__abstractmethods__", frozenset())
+    abstract: frozenset[str] = getattr(cls, "__abstractmethods__", frozenset())
     if abstract:
         problems.append(f"does not implement {sorted(abstract)}")
     if problems:
