@@ -138,3 +138,19 @@ def test_no_secret_reaches_the_journal_files_or_the_logs(
     for s in secrets:
         assert s.encode() not in blobs, "a secret is in the journal's files"
         assert s not in logs, "a secret is in the logs"
+
+
+def test_multi_workspace_example_puts_each_project_in_its_tokens_workspace(
+    api: LocalPrismaApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PRISMA_SERVICE_TOKEN_WORKSPACE_A", "token-a")
+    monkeypatch.setenv("PRISMA_SERVICE_TOKEN_WORKSPACE_B", "token-b")
+    monkeypatch.delenv("PRISMA_SERVICE_TOKEN")
+    result = run("multi-workspace", tmp_path).results[0]
+    assert result.status == "succeeded", result.failures
+    projects = {p.id: p for p in api.inventory().projects}
+    a = projects[result.outputs["workspace_a_project"]]
+    b = projects[result.outputs["workspace_b_project"]]
+    assert a.workspace_id != b.workspace_id
+    workspaces = {w.id: w.name for w in api.inventory().workspaces}
+    assert result.outputs["workspace_a"] == workspaces[a.workspace_id]
