@@ -94,7 +94,7 @@ _register("credential.stored", "credential stored", ("profile", "provider", "nam
 INTENT_SUFFIX: Final = ".requested"
 
 
-def make_event(name: str, **fields: Any) -> Payload:
+def make_event(name: str, /, **fields: Any) -> Payload:
     """Build a payload of the current version of ``name``, checking its required fields."""
     et = EVENT_TYPES.get(name)
     if et is None:
