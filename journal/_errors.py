@@ -27,7 +27,8 @@ boundary with ``raise Ours(...) from exc``.
     │       ├── RateLimitedError     429 (carries retry_after)
     │       ├── ServerError          5xx
     │       └── RequestError         other 4xx (400, 409, 422 ...)
-    └── RunError                   a run finished with failed resources (lists them)
+    ├── RunError                   a run finished with failed resources (lists them)
+    └── LocalServerError           the local Prisma-compatible API or its PostgreSQL failed
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "ConflictError",
     "IntegrityError",
     "JournalError",
+    "LocalServerError",
     "LockedError",
     "MissingCredentialsError",
     "MissingPasswordError",
@@ -258,3 +260,10 @@ class RunError(JournalError):
             if lines
             else "the run failed"
         )
+
+
+# --- local API -----------------------------------------------------------------------------
+
+
+class LocalServerError(JournalError):
+    """The local Prisma-compatible API or the PostgreSQL behind it failed to start or serve."""
