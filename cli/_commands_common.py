@@ -1,0 +1,177 @@
+"""What every command shares: the context object, the common options, confirmations.
+
+One object travels in the click context (click's ``make_pass_decorator``): :class:`State`,
+holding the global options. ``--journal``, ``--stage``, ``--yes`` and ``--profile`` are
+accepted both before the command (``journal --stage prod deploy``) and after it
+(``journal deploy --stage prod``); the later one wins.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from journal._errors import UsageError
+
+from ._output import Output
+
+if TYPE_CHECKING:
+    from journal._journal import Journal
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class State:
+    """The global options of one invocation, and where output goes."""
+
+    journal: str | None = None
+    stage: str | None = None
+    yes: bool = False
+    profile: str | None = None
+    out: Output = field(default_factory=Output)
+
+    def stage_name(self) -> str:
+        """``--stage``, else JOURNAL_STAGE, else the OS user name."""
+        if self.stage:
+            return self.stage
+        env = os.environ.get("JOURNAL_STAGE", "").strip()
+        if env:
+            return env
+        from journal._engine import actor
+
+        return actor()
+
+    def explicit_stage(self) -> str | None:
+        """The stage only if the user chose one (else the program's own choice applies)."""
+        return self.stage or os.environ.get("JOURNAL_STAGE", "").strip() or None
+
+    def location(self) -> str:
+        """The journal of a command that runs no program: ``--journal``, else JOURNAL_URL,
+        else ``.journal/journal.db`` in the current folder."""
+        from journal._store import resolve_location
+
+        return resolve_location(self.journal)
+
+    def program_location(self, program: Path) -> str:
+        """The journal of a program: ``--journal``, else JOURNAL_URL, else next to it."""
+        from journal._dev import program_journal
+
+        return program_journal(program, self.journal)
+
+    @contextmanager
+    def open_journal(self, *, create: bool = False) -> Iterator[Journal]:
+        from journal._journal import Journal
+
+        with Journal.open(self.location(), create=create) as jr:
+            yield jr
+
+    def confirm(self, question: str, *, action: str) -> None:
+        """Ask on a terminal unless ``--yes``; without a terminal, refuse (exit 2)."""
+        if self.yes:
+            return
+        if not self.out.interactive:
+            raise UsageError(
+                f"{action} needs confirmation: pass --yes to {action} without a terminal"
+            )
+        if not click.confirm(question, default=False, err=True):
+            click.echo("cancelled: nothing was changed", err=True)
+            raise click.exceptions.Exit(1)
+
+
+pass_state = click.make_pass_decorator(State, ensure=True)
+
+
+def _setter(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None and value is not False:
+            setattr(ctx.ensure_object(State), name, value)
+        return value
+
+    return callback
+
+
+def journal_option(f: F) -> F:
+    return click.option(
+        "--journal",
+        metavar="PATH|URL",
+        expose_value=False,
+        callback=_setter("journal"),
+        help="The journal: an SQLite file or postgresql:// URL "
+        "[default: $JOURNAL_URL, else .journal/journal.db next to the program, "
+        "or in the current folder for commands that run no program].",
+    )(f)
+
+
+def stage_option(f: F) -> F:
+    return click.option(
+        "--stage",
+        metavar="STAGE",
+        expose_value=False,
+        callback=_setter("stage"),
+        help="The stage [default: $JOURNAL_STAGE, else your OS user name].",
+    )(f)
+
+
+def yes_option(f: F) -> F:
+    return click.option(
+        "--yes",
+        "-y",
+        is_flag=True,
+        default=False,
+        expose_value=False,
+        callback=_setter("yes"),
+        help="Do not ask for confirmation (needed when there is no terminal).",
+    )(f)
+
+
+def profile_option(f: F) -> F:
+    return click.option(
+        "--profile",
+        metavar="NAME",
+        expose_value=False,
+        callback=_setter("profile"),
+        help="The credentials profile stored with `journal configure` [default: default].",
+    )(f)
+
+
+def common_options(*, yes: bool = False, profile: bool = False) -> Callable[[F], F]:
+    def decorate(f: F) -> F:
+        if profile:
+            f = profile_option(f)
+        if yes:
+            f = yes_option(f)
+        return journal_option(stage_option(f))
+
+    return decorate
+
+
+def concurrency_option(f: F) -> F:
+    return click.option(
+        "--concurrency",
+        type=click.IntRange(min=1),
+        metavar="N",
+        default=None,
+        help="At most N provider calls at once [default: $JOURNAL_CONCURRENCY, else 64].",
+    )(f)
+
+
+def app_option(f: F) -> F:
+    return click.option(
+        "--app",
+        "app_name",
+        metavar="APP",
+        default=None,
+        help="The app, when the journal holds several with this stage.",
+    )(f)
+
+
+program_argument = click.argument(
+    "program", required=False, type=click.Path(dir_okay=True, path_type=Path)
+)

@@ -1,0 +1,444 @@
+"""Commands that change infrastructure: init, deploy, plan, dev, destroy, rollback."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from journal._errors import RunError, UnknownSequenceError
+from journal._scaffold import TEMPLATES
+
+from ._commands_common import (
+    State,
+    app_option,
+    common_options,
+    concurrency_option,
+    pass_state,
+    program_argument,
+)
+from ._output import change_lines, counts_text, outputs_lines, summary_text
+
+if TYPE_CHECKING:
+    from journal._app import RunSettings
+    from journal._dev import DevRun
+    from journal._engine import RunResult
+    from journal._runner import ProgramRun
+
+#: the bearer token sent to the local API when PRISMA_SERVICE_TOKEN is not set
+LOCAL_TOKEN = "journal-local-token"
+API_URL_ENV = "PRISMA_API_URL"
+TOKEN_ENV = "PRISMA_SERVICE_TOKEN"
+LOCAL_POSTGRES_ENV = "JOURNAL_LOCAL_POSTGRES_URL"
+
+postgres_url_option = click.option(
+    "--postgres-url",
+    metavar="URL",
+    envvar=LOCAL_POSTGRES_ENV,
+    default=None,
+    help="With the local API: use this PostgreSQL server (a superuser URL) instead of the "
+    f"embedded one in .journal/postgres [env: {LOCAL_POSTGRES_ENV}].",
+)
+
+
+# --- init ----------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument(
+    "directory",
+    required=False,
+    default=".",
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option(
+    "--template",
+    type=click.Choice(list(TEMPLATES)),
+    default="minimal",
+    show_default=True,
+    help="; ".join(f"{t.name}: {t.summary}" for t in TEMPLATES.values()) + ".",
+)
+@click.option("--name", metavar="APP", default=None, help="The app name [default: the folder's].")
+@pass_state
+def init(state: State, directory: Path, template: str, name: str | None) -> None:
+    """Create a project in DIRECTORY (default: the current folder).
+
+    Writes alchemy.run.py, .gitignore (ignores .journal/ and .env) and README.md; never
+    overwrites a file."""
+    from journal._scaffold import scaffold
+
+    written = scaffold(directory, template, app=name)
+    for path in written:
+        state.out.echo(f"wrote {path}")
+    where = "" if directory.resolve() == Path.cwd() else f"cd {directory} && "
+    state.out.echo(f"next: {where}journal dev   (or: journal deploy)")
+
+
+# --- running a program ---------------------------------------------------------------------
+
+
+@contextmanager
+def local_api(state: State, data_dir: Path, postgres_url: str | None) -> Iterator[str]:
+    """Start the local Prisma-compatible API and point runs at it (PRISMA_API_URL, and
+    PRISMA_SERVICE_TOKEN if unset) until the block ends. Its PostgreSQL is the server at
+    ``postgres_url``, else an embedded one with its data in ``data_dir`` (kept running
+    afterwards, so the connection strings it handed out keep working)."""
+    from journal.resources.prisma_postgres.local import LocalPrismaApi
+
+    where = "the PostgreSQL server given" if postgres_url else f"embedded PostgreSQL in {data_dir}"
+    state.out.err(f"starting the local Prisma API ({where}) ...")
+    api = LocalPrismaApi(postgres_url=postgres_url, data_dir=None if postgres_url else data_dir)
+    with api:
+        saved = {k: os.environ.get(k) for k in (API_URL_ENV, TOKEN_ENV)}
+        os.environ[API_URL_ENV] = api.url
+        if not os.environ.get(TOKEN_ENV):
+            os.environ[TOKEN_ENV] = LOCAL_TOKEN
+        state.out.err(f"local Prisma API at {api.url}")
+        try:
+            yield api.url
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+@contextmanager
+def _maybe_local(
+    state: State, data_dir: Path, local: bool, postgres_url: str | None
+) -> Iterator[None]:
+    if not local:
+        yield
+        return
+    with local_api(state, data_dir, postgres_url):
+        yield
+
+
+def _pg_data(program: Path) -> Path:
+    """The embedded PostgreSQL's data folder of a program: .journal/postgres next to it."""
+    return program.parent / ".journal" / "postgres"
+
+
+def _settings(state: State, program: Path, command: str, concurrency: int | None) -> RunSettings:
+    from journal._app import RunSettings
+
+    return RunSettings(
+        command=command,
+        stage=state.explicit_stage(),
+        location=state.program_location(program),
+        reporter=state.out.reporter() if command != "plan" else None,
+        concurrency=concurrency,
+    )
+
+
+def _print_result(state: State, result: RunResult) -> None:
+    out = state.out
+    if result.status == "planned":
+        out.echo(f"{result.stream}:")
+        _print_plan(state, result, noop=True)
+        if result.outputs:
+            out.echo("outputs:")
+            for line in outputs_lines(result.outputs):
+                out.echo(line)
+        out.echo(f"plan: {counts_text(result.counts, plan=True)}")
+        return
+    color = "green" if result.ok else "red"
+    out.echo(out.style(summary_text(result), fg=color, bold=True))
+    if result.ok and result.outputs:
+        out.echo("outputs:")
+        for line in outputs_lines(result.outputs):
+            out.echo(line)
+
+
+def _run(state: State, program: Path, command: str, concurrency: int | None) -> ProgramRun:
+    from journal._dev import run_once
+
+    settings = _settings(state, program, command, concurrency)
+    try:
+        return run_once(program, settings, profile=state.profile)
+    finally:
+        for result in settings.results:
+            _print_result(state, result)
+
+
+def _program(program: Path | None) -> Path:
+    from journal._runner import resolve_program
+
+    return resolve_program(program)
+
+
+@click.command()
+@program_argument
+@common_options(yes=True, profile=True)
+@click.option(
+    "--local",
+    is_flag=True,
+    default=False,
+    help="Run against the local Prisma-compatible API (started for the run), not the real one.",
+)
+@postgres_url_option
+@concurrency_option
+@pass_state
+def deploy(
+    state: State,
+    program: Path | None,
+    local: bool,
+    postgres_url: str | None,
+    concurrency: int | None,
+) -> None:
+    """Run the program and reconcile its resources.
+
+    PROGRAM is a file or a folder holding alchemy.run.py [default: ./alchemy.run.py].
+    Creates what is new, updates or replaces what changed, and deletes the stage's resources
+    the program no longer declares (only if every resource succeeded). Exits 1 if a resource
+    failed. Deploy never asks for confirmation; --yes is accepted for scripts."""
+    path = _program(program)
+    with _maybe_local(state, _pg_data(path), local, postgres_url):
+        _run(state, path, "deploy", concurrency)
+
+
+@click.command()
+@program_argument
+@common_options(profile=True)
+@click.option("--local", is_flag=True, default=False, help="Plan against the local API.")
+@postgres_url_option
+@pass_state
+def plan(state: State, program: Path | None, local: bool, postgres_url: str | None) -> None:
+    """Show what a deploy would do, changing nothing.
+
+    Lists each resource as create (+), update (~), replace (-/+), delete (-) or unchanged,
+    with a field-level diff; secrets are masked. Nothing is called and nothing is written."""
+    path = _program(program)
+    with _maybe_local(state, _pg_data(path), local, postgres_url):
+        _run(state, path, "plan", None)
+
+
+@click.command()
+@program_argument
+@common_options(profile=True)
+@click.option(
+    "--local/--no-local",
+    default=True,
+    show_default=True,
+    help="Run against the local Prisma-compatible API (--no-local: the real API).",
+)
+@postgres_url_option
+@concurrency_option
+@click.option("--once", is_flag=True, default=False, help="Deploy once and exit (no watching).")
+@pass_state
+def dev(
+    state: State,
+    program: Path | None,
+    local: bool,
+    postgres_url: str | None,
+    concurrency: int | None,
+    once: bool,
+) -> None:
+    """Deploy, then re-deploy on every save.
+
+    Watches PROGRAM and the local modules it imports; each change re-runs it.
+    Uses the local API unless --no-local. A program that fails (a syntax error, an
+    exception) is reported and deletes nothing; the next good save converges. Ctrl-C lets a
+    run in flight finish, then stops."""
+    from journal._dev import DevLoop
+
+    path = _program(program)
+    out = state.out
+
+    def make_settings() -> RunSettings:
+        return _settings(state, path, "deploy", concurrency)
+
+    def on_run(run: DevRun) -> None:
+        for result in run.results:
+            _print_result(state, result)
+        if run.error is not None:
+            out.err(out.style("error: ", fg="red", bold=True) + str(run.error))
+            out.err("nothing was deleted; fix the program and save to run again")
+        origin = "from save" if run.saved_at is not None else "first run"
+        verb = "reconciled" if run.ok else "failed"
+        out.echo(f"{verb} in {run.since_save_ms:.0f} ms ({origin})")
+
+    with _maybe_local(state, _pg_data(path), local, postgres_url):
+        if local:
+            out.err(
+                "local mode: resources are recorded in the same journal and stage as real "
+                "deploys; use another --stage for real deployments"
+            )
+        loop = DevLoop(
+            path,
+            make_settings,
+            profile=state.profile,
+            on_run=on_run,
+            on_message=out.reporter().message,
+            max_runs=1 if once else None,
+        )
+        try:
+            runs = loop.run()
+        except KeyboardInterrupt:
+            # a run was abandoned part way: exit now, as a crash would, rather than let
+            # interpreter shutdown race its threads (the journal stays consistent: the next
+            # run resolves the operation left pending)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+    if not runs:
+        return
+    last = runs[-1]
+    if once and last.error is not None:
+        raise click.exceptions.Exit(last.error.exit_code)
+    if not once:
+        out.echo("stopped")
+
+
+# --- from the journal alone ----------------------------------------------------------------
+
+
+def _print_plan(state: State, result: RunResult, *, noop: bool = False) -> None:
+    """Each change with its field-level diff (unchanged resources too if ``noop``)."""
+    for change in result.changes:
+        if change.action == "noop" and not noop:
+            continue
+        for line in change_lines(state.out, change, plan=True):
+            state.out.echo(line)
+
+
+def _check_failures(result: RunResult) -> None:
+    if result.failures:
+        raise RunError([(rid, RuntimeError(err)) for rid, err in result.failures])
+
+
+local_option = click.option(
+    "--local",
+    is_flag=True,
+    default=False,
+    help="The stage was deployed to the local API: start it for this command.",
+)
+
+
+def _journal_dir(state: State) -> Path:
+    """The folder of the journal (where the local API's PostgreSQL data lives by default)."""
+    location = state.location()
+    if "://" in location:
+        return Path.cwd() / ".journal"
+    return Path(location).parent
+
+
+@click.command()
+@common_options(yes=True, profile=True)
+@app_option
+@local_option
+@postgres_url_option
+@concurrency_option
+@pass_state
+def destroy(
+    state: State,
+    app_name: str | None,
+    local: bool,
+    postgres_url: str | None,
+    concurrency: int | None,
+) -> None:
+    """Delete every resource of the stage.
+
+    Works from the journal alone (the program is not run).
+    Dependents go first. Resources with delete protection (Project and Database by default)
+    are forgotten: the remote object is kept. Asks for confirmation on a terminal; without
+    one, pass --yes. Exits 1 if a delete failed (the rest stays in the journal)."""
+    from journal._credentials import profile_credentials
+    from journal._ops import destroy_stage, find_app
+
+    stage = state.stage_name()
+    out = state.out
+    with state.open_journal() as jr:
+        app = find_app(jr, stage, app_name)
+        credentials = profile_credentials(jr, state.profile)
+        preview = destroy_stage(jr, app, stage, plan_only=True)
+        if not preview.changes:
+            out.echo(f"{app}/{stage} holds no resources: nothing to destroy")
+            return
+        out.echo(f"destroying {app}/{stage} will:")
+        _print_plan(state, preview)
+        state.confirm(
+            f"destroy {len(preview.changes)} resource(s) of {app}/{stage}?", action="destroy"
+        )
+        with _maybe_local(state, _journal_dir(state) / "postgres", local, postgres_url):
+            result = destroy_stage(
+                jr,
+                app,
+                stage,
+                reporter=out.reporter(),
+                concurrency=concurrency,
+                credentials=credentials,
+            )
+    _print_result(state, result)
+    _check_failures(result)
+
+
+@click.command()
+@click.argument("seq", type=int, metavar="SEQ")
+@common_options(yes=True, profile=True)
+@app_option
+@local_option
+@postgres_url_option
+@concurrency_option
+@pass_state
+def rollback(
+    state: State,
+    seq: int,
+    app_name: str | None,
+    local: bool,
+    postgres_url: str | None,
+    concurrency: int | None,
+) -> None:
+    """Roll the stage back to its state after event SEQ.
+
+    SEQ is a sequence number from `journal history`.
+    Shows the plan, asks (on a terminal; else pass --yes), then applies it through the
+    engine, recording new events: history is never rewritten. Data in a deleted database
+    does not come back."""
+    from journal._credentials import profile_credentials
+    from journal._ops import find_app, rollback_stage
+
+    stage = state.stage_name()
+    out = state.out
+    with state.open_journal() as jr:
+        head = jr.head()[0]
+        if not 1 <= seq <= head:
+            raise UnknownSequenceError(
+                f"sequence {seq} is not in the journal: valid sequences are 1 to {head}"
+                if head
+                else f"sequence {seq} is not in the journal: it is empty"
+            )
+        app = find_app(jr, stage, app_name)
+        credentials = profile_credentials(jr, state.profile)
+        preview = rollback_stage(jr, app, stage, seq, plan_only=True)
+        if all(c.action == "noop" for c in preview.changes):
+            out.echo(f"{app}/{stage} already matches its state after sequence {seq}")
+            return
+        out.echo(f"rolling {app}/{stage} back to its state after sequence {seq} will:")
+        _print_plan(state, preview)
+        out.warn(
+            "data in a deleted database does not come back: a database the rollback "
+            "deletes or re-creates loses its data"
+        )
+        state.confirm(f"roll {app}/{stage} back to sequence {seq}?", action="roll back")
+        with _maybe_local(state, _journal_dir(state) / "postgres", local, postgres_url):
+            result = rollback_stage(
+                jr,
+                app,
+                stage,
+                seq,
+                reporter=out.reporter(),
+                concurrency=concurrency,
+                credentials=credentials,
+            )
+    _print_result(state, result)
+    _check_failures(result)
+
+
+COMMANDS = [init, deploy, plan, dev, destroy, rollback]

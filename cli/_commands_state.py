@@ -1,0 +1,423 @@
+"""Commands that read or look after the journal: history, show, outputs, verify, rekey,
+configure, and the standalone local API (``journal local serve``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from journal._errors import UsageError
+
+from ._commands_common import (
+    State,
+    app_option,
+    common_options,
+    journal_option,
+    pass_state,
+    profile_option,
+)
+from ._output import shown, value_text
+
+if TYPE_CHECKING:
+    from journal._history import HistoryRecord
+    from journal._projection import StreamState
+
+NEW_PASSWORD_ENV = "JOURNAL_NEW_PASSWORD"
+#: provider -> the variable name its token is known by (what providers look up)
+TOKEN_NAMES = {"prisma-postgres": "PRISMA_SERVICE_TOKEN"}
+LOCAL_PORT = 4466
+
+
+# --- history -------------------------------------------------------------------------------
+
+
+def _local_time(text: str | None) -> str:
+    if not text:
+        return "-"
+    try:
+        return datetime.fromisoformat(text).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return text
+
+
+def _history_lines(rec: HistoryRecord) -> list[str]:
+    who = f"{rec.actor or '-'}@{rec.host or '-'}"
+    where = f"{rec.app}/{rec.stage}" if rec.app else rec.stream
+    what = rec.resource or ""
+    if rec.resource_type:
+        what += f" ({rec.resource_type})"
+    head = f"{rec.seq:>6}  {_local_time(rec.time)}  {who}  {where}  {rec.action}"
+    if what:
+        head += f"  {what}"
+    if rec.detail:
+        head += f"  [{rec.detail}]"
+    lines = [head]
+    for field, (old, new) in rec.changes.items():
+        lines.append(f"{'':8}{field}: {value_text(old)} -> {value_text(new)}")
+    return lines
+
+
+@click.command()
+@common_options()
+@app_option
+@click.option("--resource", metavar="ID", default=None, help="Only events of this resource.")
+@click.option(
+    "--since",
+    metavar="TIME",
+    default=None,
+    help="Only events at or after TIME: ISO 8601 (2024-05-01T10:00) or relative (30m, 1h, 2d).",
+)
+@click.option("--run", "run_id", metavar="RUN", default=None, help="Only events of this run id.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="The newest N only.")
+@click.option("--json", "as_json", is_flag=True, default=False, help="One JSON object per line.")
+@pass_state
+def history(
+    state: State,
+    app_name: str | None,
+    resource: str | None,
+    since: str | None,
+    run_id: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """Show the audit trail: who changed what, and when.
+
+    Shows all stages unless --stage (or JOURNAL_STAGE) picks one. Each line has the
+    sequence number (what `journal rollback` takes), time, actor@host, app/stage, action
+    and resource, then the fields that changed (old -> new). Secrets are masked."""
+    from journal._history import history as load_history
+    from journal._history import parse_since
+
+    when = parse_since(since) if since is not None else None
+    with state.open_journal() as jr:
+        records = load_history(
+            jr,
+            stage=state.explicit_stage(),
+            app=app_name,
+            resource=resource,
+            since=when,
+            run=run_id,
+            limit=limit,
+        )
+    for rec in records:
+        if as_json:
+            state.out.echo(json.dumps(rec.to_json(), ensure_ascii=False, sort_keys=True))
+        else:
+            for line in _history_lines(rec):
+                state.out.echo(line)
+
+
+# --- show / outputs ------------------------------------------------------------------------
+
+
+def _load(state: State, app_name: str | None) -> StreamState:
+    from journal._ops import find_app
+    from journal._projection import load_state, stream_name
+
+    stage = state.stage_name()
+    with state.open_journal() as jr:
+        app = find_app(jr, stage, app_name)
+        return load_state(jr, stream_name(app, stage))
+
+
+def _fields(label: str, values: dict[str, Any] | None, show_secrets: bool) -> list[str]:
+    if not values:
+        return [f"    {label}: -"]
+    shown_values = shown(values, show_secrets)
+    width = max(len(k) for k in shown_values)
+    lines = [f"    {label}:"]
+    lines += [f"      {k.ljust(width)} = {value_text(v)}" for k, v in shown_values.items()]
+    return lines
+
+
+@click.command()
+@common_options()
+@app_option
+@click.option("--json", "as_json", is_flag=True, default=False, help="The state as JSON.")
+@click.option("--show-secrets", is_flag=True, default=False, help="Show secrets in clear.")
+@pass_state
+def show(state: State, app_name: str | None, as_json: bool, show_secrets: bool) -> None:
+    """Show the stage's current state (secrets masked).
+
+    Each resource's type, status, props, outputs, dependencies, delete policy and pending
+    operation, as folded from the journal."""
+    st = _load(state, app_name)
+    out = state.out
+    if as_json:
+        out.echo(json.dumps(shown(st.to_json(), show_secrets), indent=2, sort_keys=True))
+        return
+    last = st.last_run or {}
+    out.echo(f"{st.stream}  (event {st.seq}; {len(st.resources)} resource(s))")
+    if last:
+        out.echo(
+            f"last run: {last.get('command')} by {last.get('actor')}@{last.get('host')} "
+            f"at {_local_time(last.get('time'))}: {last.get('status', 'unfinished')}"
+        )
+    for rid in sorted(st.resources):
+        res = st.resources[rid]
+        if res.pending is not None:
+            status = f"pending {res.pending.get('op')} (since event {res.pending.get('seq')})"
+        else:
+            status = "ok" if res.exists else "absent"
+        out.echo(f"  {rid} ({res.type}): {status}")
+        policy = "delete" if res.delete else "keep (delete protection)"
+        out.echo(f"    on delete: {policy}; depends on: {', '.join(res.deps) or '-'}")
+        out.echo(f"    created at event {res.created_seq}, last changed at {res.updated_seq}")
+        for line in _fields("props", res.props, show_secrets):
+            out.echo(line)
+        for line in _fields("outputs", res.outputs, show_secrets):
+            out.echo(line)
+        if res.retired:
+            out.echo(f"    retired objects awaiting deletion: {len(res.retired)}")
+    if st.outputs:
+        out.echo("outputs:")
+        for line in _fields("", st.outputs, show_secrets)[1:]:
+            out.echo(line[4:])
+
+
+@click.command()
+@common_options()
+@app_option
+@click.option("--json", "as_json", is_flag=True, default=False, help="As one JSON object.")
+@click.option("--show-secrets", is_flag=True, default=False, help="Show secrets in clear.")
+@pass_state
+def outputs(state: State, app_name: str | None, as_json: bool, show_secrets: bool) -> None:
+    """Show the program's exports (secrets masked unless --show-secrets).
+
+    The values of app.export(...) as recorded by the last successful deploy."""
+    st = _load(state, app_name)
+    values = shown(st.outputs, show_secrets)
+    if as_json:
+        state.out.echo(json.dumps(values, ensure_ascii=False, sort_keys=True))
+        return
+    width = max((len(k) for k in values), default=0)
+    for key, value in values.items():
+        text = value if isinstance(value, str) else value_text(value)
+        state.out.echo(f"{key.ljust(width)} = {text}")
+
+
+# --- verify / rekey ------------------------------------------------------------------------
+
+
+@click.command()
+@journal_option
+@click.option(
+    "--expect-head",
+    metavar="[SEQ:]HASH",
+    default=None,
+    help="Fail unless this head (printed by an earlier verify) is on the chain: "
+    "detects a journal that lost its newest events.",
+)
+@pass_state
+def verify(state: State, expect_head: str | None) -> None:
+    """Check the journal's hash chain and encryption.
+
+    Walks the hash chain and opens every event and snapshot.
+    Prints the number of events and the head (pin it somewhere safe and pass it back with
+    --expect-head). Exits 1 naming the first bad sequence."""
+    with state.open_journal() as jr:
+        report = jr.verify(expect_head=expect_head)
+    state.out.echo(f"ok: {report.events} event(s) in {report.streams} stream(s) verified")
+    state.out.echo(f"head: {report.head_seq}:{report.head_hash}")
+
+
+@click.command()
+@journal_option
+@pass_state
+def rekey(state: State) -> None:
+    """Change the journal's password (events are not rewritten).
+
+    The current password comes from JOURNAL_PASSWORD (or ALCHEMY_PASSWORD); the new one from
+    JOURNAL_NEW_PASSWORD, or is asked twice on a terminal. Never pass it as an argument."""
+    new = os.environ.get(NEW_PASSWORD_ENV)
+    if not new:
+        if not state.out.interactive:
+            raise UsageError(
+                f"no new password: set {NEW_PASSWORD_ENV}, or run on a terminal to be asked"
+            )
+        new = click.prompt(
+            "new journal password", hide_input=True, confirmation_prompt=True, err=True
+        )
+    with state.open_journal() as jr:
+        jr.rekey(new)
+    state.out.echo(
+        f"the password of {state.location()} was changed: set JOURNAL_PASSWORD to the new one"
+    )
+
+
+# --- configure -----------------------------------------------------------------------------
+
+
+@click.command()
+@journal_option
+@profile_option
+@click.option(
+    "--provider",
+    type=click.Choice(sorted(TOKEN_NAMES)),
+    default="prisma-postgres",
+    show_default=True,
+    help="Whose credential this is.",
+)
+@click.option(
+    "--from-env",
+    "from_env",
+    metavar="VAR",
+    default=None,
+    help="Read the token from the environment variable VAR.",
+)
+@click.option(
+    "--list", "list_only", is_flag=True, default=False, help="List what is stored (no values)."
+)
+@pass_state
+def configure(state: State, provider: str, from_env: str | None, list_only: bool) -> None:
+    """Store a provider token, encrypted, in the journal.
+
+    The token is the Prisma service token (PRISMA_SERVICE_TOKEN).
+    The token is read from a hidden prompt on a terminal, else from standard input, or from
+    --from-env VAR; never from the command line. Runs use, in order: a resource's own
+    service_token, PRISMA_SERVICE_TOKEN, then the profile's token (--profile, default
+    "default")."""
+    from journal._credentials import DEFAULT_PROFILE, list_credentials, store_credential
+
+    profile = state.profile or DEFAULT_PROFILE
+    if list_only:
+        with state.open_journal() as jr:
+            stored = list_credentials(jr, state.profile)
+        for cred in stored:
+            state.out.echo(
+                f"{cred.profile}: {cred.name} ({cred.provider}) stored by {cred.actor} "
+                f"at {_local_time(cred.time)} (event {cred.seq})"
+            )
+        if not stored:
+            state.out.echo("no credentials stored")
+        return
+    name = TOKEN_NAMES[provider]
+    if from_env is not None:
+        value = os.environ.get(from_env, "")
+        if not value.strip():
+            raise UsageError(f"{from_env} is not set or empty; nothing was stored")
+    elif state.out.interactive:
+        value = click.prompt(f"{name} for profile {profile!r}", hide_input=True, err=True)
+    else:
+        value = sys.stdin.read()
+    if not value.strip():
+        raise UsageError(f"no value for {name} was given; nothing was stored")
+    with state.open_journal(create=True) as jr:
+        stored_one = store_credential(jr, profile, value.strip(), provider=provider, name=name)
+        location = jr.location
+    state.out.echo(
+        f"stored {name} ({provider}) for profile {profile!r} in {location} "
+        f"(event {stored_one.seq}), encrypted"
+    )
+
+
+# --- local API -----------------------------------------------------------------------------
+
+
+@click.group()
+def local() -> None:
+    """The local Prisma-compatible Management API (real PostgreSQL)."""
+
+
+_rate = click.FloatRange(0.0, 1.0)
+
+
+@local.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=LOCAL_PORT,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
+)
+@click.option(
+    "--postgres-url",
+    metavar="URL",
+    envvar="JOURNAL_LOCAL_POSTGRES_URL",
+    default=None,
+    help="Use this PostgreSQL server (a superuser URL) instead of the embedded one "
+    "[env: JOURNAL_LOCAL_POSTGRES_URL].",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data folder of the embedded PostgreSQL [default: .journal/postgres].",
+)
+@click.option(
+    "--latency-ms",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    help="Delay every API request by this long.",
+)
+@click.option("--rate-429", type=_rate, default=0.0, help="Share of requests answered 429.")
+@click.option("--rate-5xx", type=_rate, default=0.0, help="Share of requests answered 5xx.")
+@click.option(
+    "--rate-lost",
+    type=_rate,
+    default=0.0,
+    help="Share of requests performed but never answered (dropped connection).",
+)
+@click.option("--seed", type=int, default=None, help="Seed of the fault dice (reproducible).")
+@click.option(
+    "--stop-postgres",
+    is_flag=True,
+    default=False,
+    help="Stop the embedded PostgreSQL on exit (default: keep it running for the next start).",
+)
+@pass_state
+def serve(
+    state: State,
+    host: str,
+    port: int,
+    postgres_url: str | None,
+    data_dir: Path | None,
+    latency_ms: float,
+    rate_429: float,
+    rate_5xx: float,
+    rate_lost: float,
+    seed: int | None,
+    stop_postgres: bool,
+) -> None:
+    """Run the local API in the foreground until Ctrl-C, and print its URL.
+
+    Point programs at it with PRISMA_API_URL=<url>; any bearer token is accepted."""
+    from journal.resources.prisma_postgres.local import Faults, serve_forever
+
+    try:
+        faults = Faults(
+            latency_s=latency_ms / 1000.0,
+            rate_429=rate_429,
+            rate_5xx=rate_5xx,
+            rate_lost=rate_lost,
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    out = state.out
+
+    def ready(api: Any) -> None:
+        out.echo(f"local Prisma Management API at {api.url}")
+        out.echo(f"  export PRISMA_API_URL={api.url}")
+        out.echo("  any bearer token is accepted; Ctrl-C to stop")
+
+    serve_forever(
+        host=host,
+        port=port,
+        data_dir=data_dir if postgres_url is None else None,
+        postgres_url=postgres_url,
+        faults=faults,
+        stop_postgres=stop_postgres,
+        on_ready=ready,
+    )
+    out.echo("stopped")
+
+
+COMMANDS = [history, show, outputs, verify, rekey, configure, local]

@@ -1,0 +1,219 @@
+"""Terminal or plain output, and the progress reporter the engine calls during a run.
+
+On a terminal (stdout is a TTY and ``CI`` is not set) progress lines carry symbols and, unless
+``NO_COLOR`` is set (https://no-color.org) or ``TERM=dumb``, colour. Elsewhere every line is
+plain text, one event per line, so logs read well and diff cleanly. Everything shown goes
+through ``journal._codec.mask`` first: secrets appear only when the user asks for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from journal._engine import Change, RunResult
+
+MASK = "********"
+
+#: action -> (doing, done)
+VERBS: dict[str, tuple[str, str]] = {
+    "create": ("creating", "created"),
+    "adopt": ("adopting", "adopted"),
+    "update": ("updating", "updated"),
+    "replace": ("replacing", "replaced"),
+    "delete": ("deleting", "deleted"),
+    "forget": ("forgetting", "forgotten"),
+    "recover": ("recovering", "recovered"),
+    "noop": ("checking", "unchanged"),
+}
+#: plan symbols and colours
+PLAN_MARK: dict[str, tuple[str, str]] = {
+    "create": ("+", "green"),
+    "adopt": ("=", "green"),
+    "update": ("~", "yellow"),
+    "replace": ("-/+", "magenta"),
+    "delete": ("-", "red"),
+    "forget": ("-", "yellow"),
+    "noop": (" ", "white"),
+}
+_ORDER = ("create", "adopt", "update", "replace", "delete", "forget", "recover", "noop", "failed")
+
+
+def _truthy_env(value: str | None) -> bool:
+    return value is not None and value.strip().lower() not in ("", "0", "false", "no")
+
+
+class Output:
+    """Where and how the CLI writes. One per command invocation."""
+
+    def __init__(self) -> None:
+        env = os.environ
+        out_tty = _isatty(sys.stdout)
+        self.terminal = out_tty and not _truthy_env(env.get("CI"))
+        self.color = self.terminal and not env.get("NO_COLOR") and env.get("TERM") != "dumb"
+        self.interactive = _isatty(sys.stdin)
+        encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+        self.unicode = self.terminal and encoding.startswith("utf")
+        self._lock = threading.Lock()
+
+    # --- writing -----------------------------------------------------------------------
+
+    def echo(self, text: str = "") -> None:
+        with self._lock:
+            click.echo(text, color=self.color)
+
+    def err(self, text: str) -> None:
+        with self._lock:
+            click.echo(text, err=True, color=self.color)
+
+    def warn(self, text: str) -> None:
+        self.err(self.style("warning: ", fg="yellow", bold=True) + text)
+
+    def style(self, text: str, **styles: Any) -> str:
+        return click.style(text, **styles) if self.color else text
+
+    def symbol(self, fancy: str, plain: str) -> str:
+        return fancy if self.unicode else plain
+
+    def reporter(self) -> ProgressReporter:
+        return ProgressReporter(self)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+class ProgressReporter:
+    """The engine's ``Reporter``: one line when a provider call starts, one when it ends."""
+
+    def __init__(self, out: Output) -> None:
+        self.out = out
+        self.finished: list[tuple[str, str, float, str | None]] = []
+
+    def resource(
+        self,
+        resource: str,
+        type_name: str,
+        action: str,
+        phase: str,
+        seconds: float,
+        error: str | None,
+    ) -> None:
+        doing, done = VERBS.get(action, (action, action))
+        what = f"{resource} ({type_name})"
+        out = self.out
+        if phase == "start":
+            if out.terminal:
+                mark = out.style(out.symbol("…", "..."), dim=True)
+                out.echo(f"  {mark} {doing} {what}")
+            else:
+                out.echo(f"{doing} {what}")
+            return
+        self.finished.append((resource, action, seconds, error))
+        timing = f"{seconds:.2f}s"
+        if phase == "failed" or error is not None:
+            if out.terminal:
+                mark = out.style(out.symbol("✗", "x"), fg="red", bold=True)
+                out.echo(f"  {mark} {action} failed: {what} after {timing}: {error}")
+            else:
+                out.echo(f"{action} failed: {what} after {timing}: {error}")
+            return
+        if out.terminal:
+            color = PLAN_MARK.get(action, ("", "green"))[1]
+            mark = out.style(out.symbol("✓", "ok"), fg=color, bold=True)
+            out.echo(f"  {mark} {done} {what} " + out.style(timing, dim=True))
+        else:
+            out.echo(f"{done} {what} in {timing}")
+
+    def message(self, text: str) -> None:
+        self.out.echo(self.out.style(text, dim=True) if self.out.terminal else text)
+
+
+# --- formatting ----------------------------------------------------------------------------
+
+
+def value_text(value: Any) -> str:
+    """One JSON value as a short readable text (masked values stay masked)."""
+    if value == MASK:
+        return MASK
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def reveal(value: Any) -> Any:
+    """JSON with ``{"$secret": ...}`` replaced by the plaintext (``--show-secrets`` only)."""
+    if isinstance(value, dict):
+        if len(value) == 1 and "$secret" in value:
+            return value["$secret"]
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
+def shown(value: Any, show_secrets: bool) -> Any:
+    from journal._codec import mask
+
+    return reveal(value) if show_secrets else mask(value)
+
+
+def counts_text(counts: Mapping[str, int], *, plan: bool = False) -> str:
+    parts = []
+    for key in sorted(counts, key=lambda k: (_ORDER.index(k) if k in _ORDER else 99, k)):
+        n = counts[key]
+        if plan:
+            label = "unchanged" if key == "noop" else f"to {key}"
+        else:
+            label = VERBS.get(key, (key, key))[1]
+        parts.append(f"{n} {label}")
+    return ", ".join(parts) if parts else "nothing to do"
+
+
+def summary_text(result: RunResult) -> str:
+    """``demo/dev: deploy succeeded in 1.23s: 2 created, 1 unchanged``"""
+    plan = result.status == "planned"
+    verb = "plan" if plan else f"{result.command} {result.status}"
+    return (
+        f"{result.stream}: {verb} in {result.duration_s:.2f}s: "
+        f"{counts_text(result.counts, plan=plan)}"
+    )
+
+
+def change_lines(out: Output, change: Change, *, plan: bool) -> list[str]:
+    """A resource's line and, for a plan, its field-level diff (already masked)."""
+    mark, color = PLAN_MARK.get(change.action, ("?", "white"))
+    if change.action == "noop":
+        label = "unchanged"
+    elif plan:
+        label = change.action
+    else:
+        label = VERBS.get(change.action, (change.action, change.action))[1]
+    if change.action == "forget":
+        label = "forget (delete protection: the remote object is kept)"
+    head = f"{mark:>3} {change.resource} ({change.type}): {label}"
+    if change.error is not None:
+        head += f": failed: {change.error}"
+    lines = [out.style(head, fg=color) if change.action != "noop" else head]
+    if plan and change.action in ("create", "adopt"):
+        for field, (_old, new) in change.diff.items():
+            if new is not None:
+                lines.append(f"      {field} = {value_text(new)}")
+    elif plan and change.action in ("update", "replace"):
+        for field, (old, new) in change.diff.items():
+            lines.append(f"      {field}: {value_text(old)} -> {value_text(new)}")
+    return lines
+
+
+def outputs_lines(outputs: Mapping[str, Any], *, show_secrets: bool = False) -> list[str]:
+    values = shown(dict(outputs), show_secrets)
+    width = max((len(k) for k in values), default=0)
+    return [f"  {k.ljust(width)} = {value_text(v)}" for k, v in values.items()]

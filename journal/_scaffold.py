@@ -1,0 +1,206 @@
+"""Project templates for ``journal init``.
+
+    written = scaffold(Path("my-app"), "minimal")
+
+A project is ``alchemy.run.py`` (the program), ``.gitignore`` (the journal and the embedded
+PostgreSQL data live under ``.journal/``; ``.env`` holds tokens) and ``README.md`` (how to run
+it). Nothing that exists is ever overwritten: if any of the files is there, nothing is written
+and the error names them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from ._errors import UsageError
+
+__all__ = ["TEMPLATES", "Template", "app_name_for", "scaffold"]
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    summary: str
+    program: str
+
+
+_MINIMAL = '''\
+"""{app}: a Prisma Postgres project, database and connection.
+
+Run it with `journal deploy` (or `journal dev` to work against the local API).
+"""
+
+import journal
+from journal.resources.prisma_postgres import Connection, Database, Project
+
+with journal.app("{app}") as app:
+    project = Project("project")
+    database = Database("database", project=project, region="us-east-1")
+    connection = Connection("connection", database=database, name="app-connection")
+
+    app.export(
+        project_id=project.id,
+        database_id=database.id,
+        host=connection.host,
+        user=connection.user,
+        connection_string=connection.connection_string,  # a Secret: masked when shown
+        prisma_connection_string=connection.prisma_connection_string,
+    )
+# Leaving the block normally finalizes: resources no longer declared are deleted.
+# Leaving it with an exception deletes nothing.
+'''
+
+_MULTI_WORKSPACE = '''\
+"""{app}: projects in two Prisma workspaces.
+
+Service tokens are workspace-scoped, so each resource gets its own token. Set
+PRISMA_SERVICE_TOKEN_WORKSPACE_A and PRISMA_SERVICE_TOKEN_WORKSPACE_B (for example in .env),
+then run `journal deploy`.
+"""
+
+import os
+
+import journal
+from journal.resources.prisma_postgres import Database, Project
+
+
+def token(name: str) -> journal.Secret:
+    value = os.environ.get(name)
+    if not value:
+        raise SystemExit(f"set {{name}} to the service token of that workspace")
+    return journal.Secret(value)
+
+
+with journal.app("{app}") as app:
+    workspace_a = Project(
+        "workspace-a-project", service_token=token("PRISMA_SERVICE_TOKEN_WORKSPACE_A")
+    )
+    workspace_b = Project(
+        "workspace-b-project", service_token=token("PRISMA_SERVICE_TOKEN_WORKSPACE_B")
+    )
+    Database(
+        "database-a",
+        project=workspace_a,
+        region="us-east-1",
+        service_token=token("PRISMA_SERVICE_TOKEN_WORKSPACE_A"),
+    )
+
+    app.export(workspace_a_project=workspace_a.id, workspace_b_project=workspace_b.id)
+'''
+
+_EPHEMERAL = '''\
+"""{app}: a throw-away environment per stage (preview deployments, CI).
+
+Delete protection is off, so `journal destroy` removes everything:
+
+    journal deploy --stage pr-123
+    journal destroy --stage pr-123 --yes
+"""
+
+import journal
+from journal.resources.prisma_postgres import Connection, Database, Project
+
+with journal.app("{app}") as app:
+    project = Project("project", delete=True)
+    database = Database("test-db", project=project, region="us-east-1", delete=True)
+    connection = Connection("connection", database=database)
+
+    app.export(
+        stage=app.stage,
+        database_id=database.id,
+        connection_string=connection.connection_string,
+    )
+'''
+
+TEMPLATES: Final = {
+    t.name: t
+    for t in (
+        Template("minimal", "a project, a database and a connection (the guide)", _MINIMAL),
+        Template(
+            "multi-workspace",
+            "projects in two workspaces with per-resource service tokens",
+            _MULTI_WORKSPACE,
+        ),
+        Template(
+            "ephemeral",
+            "a per-stage environment without delete protection",
+            _EPHEMERAL,
+        ),
+    )
+}
+
+_GITIGNORE = """\
+# journal: the encrypted journal and the embedded PostgreSQL data of the local API
+.journal/
+# tokens and passwords
+.env
+__pycache__/
+"""
+
+_README = """\
+# {app}
+
+Infrastructure for {app}, as a plain Python program (`alchemy.run.py`, template
+`{template}`: {summary}) run by journal.
+
+```bash
+export JOURNAL_PASSWORD="choose-a-strong-password"   # encrypts the journal
+export PRISMA_SERVICE_TOKEN="prsc_your_token_here"   # or: journal configure
+
+journal dev               # against the local Prisma-compatible API, re-runs on save
+journal plan              # what a deploy would change
+journal deploy            # reconcile the real infrastructure
+journal outputs           # the program's exports (secrets masked)
+journal history           # who changed what, when
+journal destroy           # tear the stage down
+```
+
+The journal lives in `.journal/journal.db` (encrypted); keep it, or point `JOURNAL_URL` at a
+shared one. Stages (`--stage`, default your user name) are isolated from each other.
+"""
+
+_SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def app_name_for(directory: Path) -> str:
+    """An app name from a folder name (``My App`` -> ``my-app``)."""
+    name = _SLUG.sub("-", directory.resolve().name.lower()).strip("-._")[:63]
+    return name if name and name[0].isalnum() else "my-app"
+
+
+def scaffold(directory: Path, template: str = "minimal", *, app: str | None = None) -> list[Path]:
+    """Write a new project into ``directory`` (created if missing); return the files written.
+
+    Raises UsageError, writing nothing, for an unknown template or if a file exists."""
+    from ._app import check_name
+
+    chosen = TEMPLATES.get(template)
+    if chosen is None:
+        raise UsageError(
+            f"unknown template {template!r}: choose one of {', '.join(sorted(TEMPLATES))}"
+        )
+    name = check_name("app name", app if app is not None else app_name_for(directory))
+    files = {
+        "alchemy.run.py": chosen.program.format(app=name),
+        ".gitignore": _GITIGNORE,
+        "README.md": _README.format(app=name, template=chosen.name, summary=chosen.summary),
+    }
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory} exists and is not a folder")
+    existing = [f for f in files if (directory / f).exists()]
+    if existing:
+        raise UsageError(
+            f"not overwriting {', '.join(existing)} in {directory}: "
+            "remove them or choose another folder; nothing was written"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fname, text in files.items():
+        path = directory / fname
+        with path.open("x", encoding="utf-8") as fh:  # "x": never overwrite
+            fh.write(text)
+        written.append(path)
+    return written
