@@ -193,6 +193,19 @@ def _unknown_outputs(provider: Provider[Any, Any]) -> Any:
     return provider.outputs_type(**values)
 
 
+def _check_endpoint(rid: str, options: Mapping[str, Any], endpoint: str | None) -> None:
+    """Refuse to manage an object through another API than the one that created it (a
+    stage deployed against the local API, then against the real one, or the reverse)."""
+    recorded = options.get("endpoint")
+    if recorded is not None and endpoint is not None and recorded != endpoint:
+        raise ValidationError(
+            f"was created through {recorded}, but this run talks to {endpoint}; "
+            "use another --stage (or --journal) for local runs, or point the run back at "
+            f"{recorded}",
+            resource=rid,
+        )
+
+
 class Run:
     """One run of one stage. Use ``begin()`` first, then declare, then finalize/fail/destroy."""
 
@@ -442,12 +455,17 @@ class Run:
             "service_token": encode(d.service_token) if d.service_token is not None else None,
         }
         ctx = self._context(rid, options)
+        endpoint = provider.endpoint(ctx)
+        if endpoint is not None:
+            options["endpoint"] = endpoint
         values, refs = self._resolve(d)
         props = provider.prepare(provider.props_type(**values), ctx)
         pj = encode(props)
         with self._state_lock:
             cur = self.state.resources.get(rid)
             cur = ResourceState.from_json(cur.to_json()) if cur is not None else None
+        if cur is not None and cur.exists:
+            _check_endpoint(rid, cur.options, endpoint)
         deps = d.deps
         if cur is None or not cur.exists:
             action = "adopt" if d.adopt else "create"
@@ -461,8 +479,8 @@ class Run:
         change_diff = diff(cur.props if cur is not None and cur.exists else None, pj)
         if self.plan_only:
             self._record(Change(rid, d.type, action, change_diff))
-            if action == "noop" and cur is not None and cur.outputs is not None:
-                return provider.load_outputs(cur.outputs)
+            if action in ("noop", "update") and cur is not None and cur.outputs is not None:
+                return provider.load_outputs(cur.outputs)  # an update keeps the object's id
             return _unknown_outputs(provider)
         if action == "noop":
             assert cur is not None and cur.outputs is not None
@@ -715,6 +733,7 @@ class Run:
             return
         provider = get_provider(tname)
         ctx = self._context(rid, options)
+        _check_endpoint(rid, options, provider.endpoint(ctx))
 
         def work() -> None:
             self._event("resource.delete.requested", rid, tname, target=target, outputs=outputs)

@@ -106,6 +106,11 @@ class Provider(ABC, Generic[P, O]):
         """The remote object's outputs, or None if it does not exist. ``outputs`` None: look
         it up by the name in ``props`` (adopt, recovery of an interrupted create)."""
 
+    def endpoint(self, ctx: Context) -> str | None:
+        """Which API this provider talks to now (recorded with each object; the engine
+        refuses to manage an object through another one). None: not applicable."""
+        return None
+
     def close(self, ctx_cache: Mapping[str, Any]) -> None:
         """Release shared objects at the end of a run."""
 

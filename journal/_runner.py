@@ -64,18 +64,26 @@ def _is_local(module_file: str | None, root: Path) -> bool:
     return not parts & {"site-packages", ".venv", "venv", ".journal", "node_modules"}
 
 
+#: names of the modules earlier runs imported from their programs' folders
+_LOADED: set[str] = set()
+
+
 def _drop_local_modules(root: Path) -> None:
+    """Forget modules of this program's folder, and those an earlier program in this process
+    imported from its own (two projects may both have a ``helpers`` module)."""
     for name, mod in list(sys.modules.items()):
-        if _is_local(getattr(mod, "__file__", None), root):
+        if name in _LOADED or _is_local(getattr(mod, "__file__", None), root):
             del sys.modules[name]
+    _LOADED.clear()
 
 
 def local_modules(root: Path) -> list[Path]:
     found = set()
-    for mod in list(sys.modules.values()):
+    for name, mod in list(sys.modules.items()):
         f = getattr(mod, "__file__", None)
         if _is_local(f, root):
             found.add(Path(str(f)).resolve())
+            _LOADED.add(name)
     return sorted(found)
 
 
@@ -110,8 +118,8 @@ def run_program(program: str | os.PathLike[str] | None, settings: RunSettings) -
                 raise ProgramError(
                     f"{where}the program raised {type(exc).__name__}: {exc}"
                 ) from exc
-        modules = local_modules(root)
     finally:
+        modules = local_modules(root)
         with contextlib.suppress(ValueError):
             sys.path.remove(str(root))
     if not settings.apps:

@@ -154,3 +154,17 @@ def test_multi_workspace_example_puts_each_project_in_its_tokens_workspace(
     assert a.workspace_id != b.workspace_id
     workspaces = {w.id: w.name for w in api.inventory().workspaces}
     assert result.outputs["workspace_a"] == workspaces[a.workspace_id]
+
+
+def test_a_stage_deployed_locally_is_not_managed_through_another_api(
+    api: LocalPrismaApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run("minimal", tmp_path)
+    monkeypatch.setenv("PRISMA_API_URL", "https://api.example.invalid")
+    with pytest.raises(Exception, match="created through local, but this run talks to https"):
+        run("minimal", tmp_path)
+    with Journal.open(tmp_path / "journal.db") as jr:
+        result = destroy_stage(jr, "prisma-postgres-example", "test")
+    assert result.status == "failed"
+    assert "created through local" in result.failures[0][1]
+    assert len(api.inventory().projects) == 1

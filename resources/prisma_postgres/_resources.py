@@ -24,6 +24,7 @@ import hashlib
 import os
 from dataclasses import dataclass, replace
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from journal._app import Resource
 from journal._engine import Ref
@@ -66,6 +67,20 @@ def _client(ctx: Context) -> api.PrismaClient:
     key = "prisma:" + url + ":" + hashlib.blake2b(plain.encode(), digest_size=8).hexdigest()
     client: api.PrismaClient = ctx.shared(key, lambda: api.PrismaClient(token=token, base_url=url))
     return client
+
+
+def _endpoint() -> str:
+    """``local`` for a loopback API (its port may change between runs), else its origin."""
+    url = (os.environ.get(api.API_URL_ENV) or api.DEFAULT_API_URL).strip().rstrip("/")
+    host = urlsplit(url).hostname or ""
+    return "local" if host in ("127.0.0.1", "localhost", "::1") else url.removesuffix("/v1")
+
+
+class _PrismaEndpoint:
+    """The endpoint the three managed types record (mixed in before Provider)."""
+
+    def endpoint(self, ctx: Context) -> str | None:
+        return _endpoint()
 
 
 def _check_name(value: object, resource: str) -> None:
@@ -135,7 +150,7 @@ def _project_outputs(p: api.Project) -> ProjectOutputs:
 
 
 @register_provider
-class ProjectProvider(Provider[ProjectProps, ProjectOutputs]):
+class ProjectProvider(_PrismaEndpoint, Provider[ProjectProps, ProjectOutputs]):
     type_name = "prisma-postgres.Project"
     props_type = ProjectProps
     outputs_type = ProjectOutputs
@@ -240,7 +255,7 @@ def _database_outputs(d: api.Database) -> DatabaseOutputs:
 
 
 @register_provider
-class DatabaseProvider(Provider[DatabaseProps, DatabaseOutputs]):
+class DatabaseProvider(_PrismaEndpoint, Provider[DatabaseProps, DatabaseOutputs]):
     type_name = "prisma-postgres.Database"
     props_type = DatabaseProps
     outputs_type = DatabaseOutputs
@@ -398,7 +413,7 @@ def _connection_outputs(
 
 
 @register_provider
-class ConnectionProvider(Provider[ConnectionProps, ConnectionOutputs]):
+class ConnectionProvider(_PrismaEndpoint, Provider[ConnectionProps, ConnectionOutputs]):
     type_name = "prisma-postgres.Connection"
     props_type = ConnectionProps
     outputs_type = ConnectionOutputs
