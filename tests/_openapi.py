@@ -6,8 +6,8 @@ against the whole document, ``date-time`` and ``uri`` formats checked). A status
 does not list for the operation fails, unless ``undocumented_ok`` is given: then the body must
 be the document's common error envelope ``{"error": {"code", "message", "hint"?}}``.
 
-The document is ``PRISMA_OPENAPI_PATH`` or ``../shared/prisma-management-api.openapi.json``
-next to the repository.
+The document is ``PRISMA_OPENAPI_PATH`` or the copy kept in ``tests/data/`` (the Management
+API v1 document the client and the local server follow).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def default_document_path() -> Path:
     env = os.environ.get("PRISMA_OPENAPI_PATH")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "prisma-management-api.openapi.json"
+    return Path(__file__).resolve().parent / "data" / "prisma-management-api.openapi.json"
 
 
 def _pointer_token(text: str) -> str:

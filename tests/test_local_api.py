@@ -37,7 +37,7 @@ def pg_url() -> str:
         with psycopg.connect(PG_URL, connect_timeout=3):
             pass
     except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {PG_URL}: {exc}")
+        pytest.fail(f"no PostgreSQL at {PG_URL} (.ci/run starts it): {exc}")
     return PG_URL
 
 

@@ -74,8 +74,7 @@ UNDOCUMENTED = {
 
 @pytest.fixture(scope="module")
 def openapi() -> OpenApi:
-    if not default_document_path().exists():
-        pytest.skip(f"the OpenAPI document is not at {default_document_path()}")
+    assert default_document_path().exists(), f"no OpenAPI document at {default_document_path()}"
     return OpenApi()
 
 
@@ -87,7 +86,7 @@ def api(request: pytest.FixtureRequest) -> Iterator[LocalPrismaApi]:
             with psycopg.connect(PG_URL, connect_timeout=3):
                 pass
         except psycopg.OperationalError as exc:
-            pytest.skip(f"no PostgreSQL at {PG_URL}: {exc}")
+            pytest.fail(f"no PostgreSQL at {PG_URL} (.ci/run starts it): {exc}")
         server = LocalPrismaApi(postgres_url=PG_URL, prefix=prefix)
     else:
         server = LocalPrismaApi(metadata_only=True, prefix=prefix)
