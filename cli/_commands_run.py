@@ -308,6 +308,13 @@ def _print_plan(state: State, result: RunResult, *, noop: bool = False) -> None:
             state.out.echo(line)
 
 
+def _check_preview(state: State, preview: RunResult) -> None:
+    """A plan that could not be computed stops the command before anything is asked."""
+    if preview.failures:
+        state.out.echo("the plan could not be computed; nothing was changed")
+        _check_failures(preview)
+
+
 def _check_failures(result: RunResult) -> None:
     if result.failures:
         raise RunError([(rid, RuntimeError(err)) for rid, err in result.failures])
@@ -357,16 +364,17 @@ def destroy(
     with state.open_journal() as jr:
         app = find_app(jr, stage, app_name)
         credentials = profile_credentials(jr, state.profile)
-        preview = destroy_stage(jr, app, stage, plan_only=True)
-        if not preview.changes:
-            out.echo(f"{app}/{stage} holds no resources: nothing to destroy")
-            return
-        out.echo(f"destroying {app}/{stage} will:")
-        _print_plan(state, preview)
-        state.confirm(
-            f"destroy {len(preview.changes)} resource(s) of {app}/{stage}?", action="destroy"
-        )
         with _maybe_local(state, _journal_dir(state) / "postgres", local, postgres_url):
+            preview = destroy_stage(jr, app, stage, plan_only=True, credentials=credentials)
+            _check_preview(state, preview)
+            if not preview.changes:
+                out.echo(f"{app}/{stage} holds no resources: nothing to destroy")
+                return
+            out.echo(f"destroying {app}/{stage} will:")
+            _print_plan(state, preview)
+            state.confirm(
+                f"destroy {len(preview.changes)} resource(s) of {app}/{stage}?", action="destroy"
+            )
             result = destroy_stage(
                 jr,
                 app,
@@ -416,18 +424,19 @@ def rollback(
             )
         app = find_app(jr, stage, app_name)
         credentials = profile_credentials(jr, state.profile)
-        preview = rollback_stage(jr, app, stage, seq, plan_only=True)
-        if all(c.action == "noop" for c in preview.changes):
-            out.echo(f"{app}/{stage} already matches its state after sequence {seq}")
-            return
-        out.echo(f"rolling {app}/{stage} back to its state after sequence {seq} will:")
-        _print_plan(state, preview)
-        out.warn(
-            "data in a deleted database does not come back: a database the rollback "
-            "deletes or re-creates loses its data"
-        )
-        state.confirm(f"roll {app}/{stage} back to sequence {seq}?", action="roll back")
         with _maybe_local(state, _journal_dir(state) / "postgres", local, postgres_url):
+            preview = rollback_stage(jr, app, stage, seq, plan_only=True, credentials=credentials)
+            _check_preview(state, preview)
+            if all(c.action == "noop" for c in preview.changes):
+                out.echo(f"{app}/{stage} already matches its state after sequence {seq}")
+                return
+            out.echo(f"rolling {app}/{stage} back to its state after sequence {seq} will:")
+            _print_plan(state, preview)
+            out.warn(
+                "data in a deleted database does not come back: a database the rollback "
+                "deletes or re-creates loses its data"
+            )
+            state.confirm(f"roll {app}/{stage} back to sequence {seq}?", action="roll back")
             result = rollback_stage(
                 jr,
                 app,

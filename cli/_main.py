@@ -48,6 +48,11 @@ class JournalGroup(click.Group):
             raise _fail(str(exc), exc.exit_code, exc) from exc
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # the reader went away (`journal history | head`): stop quietly, like cat does
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise click.exceptions.Exit(0) from None
         except Exception as exc:
             hint = "" if _debug() else f" (set {DEBUG_ENV}=1 for the traceback)"
             raise _fail(f"internal error: {type(exc).__name__}: {exc}{hint}", 1, exc) from exc

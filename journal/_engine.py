@@ -750,7 +750,7 @@ class Run:
         self._call(rid, tname, "delete", {}, work)
 
     def _finish(self, failures: list[tuple[str, str]], record_outputs: bool = True) -> RunResult:
-        status = "planned" if self.plan_only else ("failed" if failures else "succeeded")
+        status = "failed" if failures else ("planned" if self.plan_only else "succeeded")
         duration = time.monotonic() - self._started
         try:
             if not self.plan_only:

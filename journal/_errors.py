@@ -254,7 +254,10 @@ class RunError(JournalError):
 
     def __init__(self, failures: Sequence[tuple[str, BaseException]]):
         self.failures = list(failures)
-        lines = [f"  {rid}: {exc}" for rid, exc in self.failures]
+        lines = [
+            f"  {exc}" if str(exc).startswith(f"{rid}:") else f"  {rid}: {exc}"
+            for rid, exc in self.failures
+        ]
         super().__init__(
             f"{len(self.failures)} resource(s) failed:\n" + "\n".join(lines)
             if lines
