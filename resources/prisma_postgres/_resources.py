@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from journal._app import Resource
@@ -55,6 +56,7 @@ REGIONS: Final = (
     "ap-southeast-1",
 )
 DEFAULT_REGION: Final = "us-east-1"
+T = TypeVar("T")
 _MAX_NAME = 100
 
 
@@ -76,11 +78,23 @@ def _endpoint() -> str:
     return "local" if host in ("127.0.0.1", "localhost", "::1") else url.removesuffix("/v1")
 
 
-class _PrismaEndpoint:
-    """The endpoint the three managed types record (mixed in before Provider)."""
+class _Prisma:
+    """What the three managed types share (mixed in before Provider): the endpoint they
+    record, and the default name ``<app>-<id>-<stage>``."""
 
     def endpoint(self, ctx: Context) -> str | None:
         return _endpoint()
+
+    def prepare(self, props: Any, ctx: Context) -> Any:
+        return props if props.name is not None else replace(props, name=ctx.default_name)
+
+
+def _or_none(get: Callable[[str], T], object_id: str) -> T | None:
+    """A read by id; None when the object is gone."""
+    try:
+        return get(object_id)
+    except NotFoundError:
+        return None
 
 
 def _check_name(value: object, resource: str) -> None:
@@ -150,7 +164,7 @@ def _project_outputs(p: api.Project) -> ProjectOutputs:
 
 
 @register_provider
-class ProjectProvider(_PrismaEndpoint, Provider[ProjectProps, ProjectOutputs]):
+class ProjectProvider(_Prisma, Provider[ProjectProps, ProjectOutputs]):
     type_name = "prisma-postgres.Project"
     props_type = ProjectProps
     outputs_type = ProjectOutputs
@@ -160,9 +174,6 @@ class ProjectProvider(_PrismaEndpoint, Provider[ProjectProps, ProjectOutputs]):
     def validate(self, props: ProjectProps, *, resource: str) -> None:
         _check_name(props.name, resource)
         _check_region(props.region, resource, required=False)
-
-    def prepare(self, props: ProjectProps, ctx: Context) -> ProjectProps:
-        return props if props.name is not None else replace(props, name=ctx.default_name)
 
     def create(self, props: ProjectProps, ctx: Context) -> ProjectOutputs:
         assert props.name is not None
@@ -185,10 +196,8 @@ class ProjectProvider(_PrismaEndpoint, Provider[ProjectProps, ProjectOutputs]):
     ) -> ProjectOutputs | None:
         client = _client(ctx)
         if outputs is not None:
-            try:
-                return _project_outputs(client.get_project(outputs.id))
-            except NotFoundError:
-                return None
+            found_by_id = _or_none(client.get_project, outputs.id)
+            return _project_outputs(found_by_id) if found_by_id is not None else None
         found = client.find_project_by_name(props.name or ctx.default_name)
         return _project_outputs(found) if found is not None else None
 
@@ -255,7 +264,7 @@ def _database_outputs(d: api.Database) -> DatabaseOutputs:
 
 
 @register_provider
-class DatabaseProvider(_PrismaEndpoint, Provider[DatabaseProps, DatabaseOutputs]):
+class DatabaseProvider(_Prisma, Provider[DatabaseProps, DatabaseOutputs]):
     type_name = "prisma-postgres.Database"
     props_type = DatabaseProps
     outputs_type = DatabaseOutputs
@@ -270,9 +279,6 @@ class DatabaseProvider(_PrismaEndpoint, Provider[DatabaseProps, DatabaseOutputs]
         _check_name(props.name, resource)
         if not isinstance(props.is_default, bool):
             raise ValidationError("must be True or False", resource=resource, field="is_default")
-
-    def prepare(self, props: DatabaseProps, ctx: Context) -> DatabaseProps:
-        return props if props.name is not None else replace(props, name=ctx.default_name)
 
     def create(self, props: DatabaseProps, ctx: Context) -> DatabaseOutputs:
         assert props.name is not None
@@ -302,10 +308,8 @@ class DatabaseProvider(_PrismaEndpoint, Provider[DatabaseProps, DatabaseOutputs]
     ) -> DatabaseOutputs | None:
         client = _client(ctx)
         if outputs is not None:
-            try:
-                return _database_outputs(client.get_database(outputs.id))
-            except NotFoundError:
-                return None
+            found_by_id = _or_none(client.get_database, outputs.id)
+            return _database_outputs(found_by_id) if found_by_id is not None else None
         try:
             found = client.find_database_by_name(props.project, props.name or ctx.default_name)
         except NotFoundError:
@@ -413,7 +417,7 @@ def _connection_outputs(
 
 
 @register_provider
-class ConnectionProvider(_PrismaEndpoint, Provider[ConnectionProps, ConnectionOutputs]):
+class ConnectionProvider(_Prisma, Provider[ConnectionProps, ConnectionOutputs]):
     type_name = "prisma-postgres.Connection"
     props_type = ConnectionProps
     outputs_type = ConnectionOutputs
@@ -422,9 +426,6 @@ class ConnectionProvider(_PrismaEndpoint, Provider[ConnectionProps, ConnectionOu
     def validate(self, props: ConnectionProps, *, resource: str) -> None:
         _check_ref(props.database, resource, "database", "Database")
         _check_name(props.name, resource)
-
-    def prepare(self, props: ConnectionProps, ctx: Context) -> ConnectionProps:
-        return props if props.name is not None else replace(props, name=ctx.default_name)
 
     def create(self, props: ConnectionProps, ctx: Context) -> ConnectionOutputs:
         assert props.name is not None
@@ -440,10 +441,8 @@ class ConnectionProvider(_PrismaEndpoint, Provider[ConnectionProps, ConnectionOu
     ) -> ConnectionOutputs | None:
         client = _client(ctx)
         if outputs is not None:
-            try:
-                return _connection_outputs(client.get_connection(outputs.id), outputs)
-            except NotFoundError:
-                return None
+            found_by_id = _or_none(client.get_connection, outputs.id)
+            return _connection_outputs(found_by_id, outputs) if found_by_id is not None else None
         try:
             found = client.find_connection_by_name(props.database, props.name or ctx.default_name)
         except NotFoundError:
