@@ -5,8 +5,8 @@ A store knows rows, not events: it never sees a key or a plaintext. ``Journal`` 
 appends, where sealing needs the head of the journal as read *inside* the write transaction:
 there the store calls back a ``RowSealer`` once per new row.
 
-Implementations: ``SQLiteStore`` (``_sqlite_store.py``). A PostgreSQL store plugs into
-``open_store`` below. Every implementation must pass the contract suite in
+Implementations: ``SQLiteStore`` (``_sqlite_store.py``) and ``PostgresStore``
+(``_pg_store.py``), chosen by ``open_store`` below. Every implementation must pass the contract suite in
 ``tests/test_journal_store.py``.
 
 Rules for implementations:
@@ -238,10 +238,9 @@ def open_store(location: str | os.PathLike[str] | None = None) -> Store:
     text = resolve_location(location)
     lowered = text.lower()
     if lowered.startswith(_PG_SCHEMES):
-        raise UsageError(
-            "PostgreSQL journals need the PostgreSQL store, which this version of journal "
-            "does not include yet; use a file path for an SQLite journal"
-        )
+        from ._pg_store import PostgresStore
+
+        return PostgresStore(text)
     if lowered.startswith(_SQLITE_SCHEME):
         text = text[len(_SQLITE_SCHEME) :]  # as SQLAlchemy: sqlite:///rel.db, sqlite:////abs.db
     elif "://" in text:

@@ -37,7 +37,9 @@ from journal._sqlite_store import SQLiteStore, translate_error
 from journal._store import open_store
 
 PASSWORD = "contract-test password ✓"
-STORE_KINDS = ["sqlite"]  # + "postgresql" once that store exists
+STORE_KINDS = ["sqlite", "postgres"]
+#: the PostgreSQL server of the tests (each test gets a schema of its own in database `test`)
+PG_SERVER = os.environ.get("JOURNAL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @dataclass
@@ -53,6 +55,8 @@ class Target:
     def fingerprint(self) -> dict[str, str]:
         """The stored bytes; equal fingerprints = nothing was written. (-shm is SQLite's
         shared-memory index, rewritten by every reader, and is not data.)"""
+        if self.kind == "postgres":
+            return _pg_fingerprint(self.location)
         return {
             str(p.relative_to(self.root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(self.root.rglob("*"))
@@ -66,7 +70,31 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
         root = tmp_path / "store"
         root.mkdir()
         return Target("sqlite", str(root / ".journal" / "journal.db"), root)
+    if request.param == "postgres":
+        schema = "contract_" + secrets.token_hex(6)
+        (tmp_path / "store").mkdir()
+        request.addfinalizer(lambda: _pg_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        return Target("postgres", f"{PG_SERVER}?schema={schema}", tmp_path / "store")
     raise AssertionError(request.param)
+
+
+def _pg_sql(sql: str) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        cur = conn.execute(sql)
+        return cur.fetchall() if cur.description else []
+
+
+def _pg_fingerprint(location: str) -> dict[str, str]:
+    """Every table of the journal's schema, row by row: equal = nothing was written."""
+    schema = location.rpartition("?schema=")[2]
+    tables = _pg_sql(f"SELECT tablename FROM pg_tables WHERE schemaname = '{schema}'")
+    out = {"schemas": repr(_pg_sql(f"SELECT 1 FROM pg_namespace WHERE nspname = '{schema}'"))}
+    for (table,) in sorted(tables):
+        rows = _pg_sql(f"SELECT * FROM {schema}.{table} ORDER BY 1")
+        out[table] = hashlib.sha256(repr(rows).encode()).hexdigest()
+    return out
 
 
 @pytest.fixture
@@ -121,7 +149,8 @@ def test_empty_journal(jr: Journal) -> None:
     assert jr.streams() == [] and jr.stream_version("app/dev") == 0
     assert list(jr.read()) == [] and jr.latest_snapshot("app/dev") is None
     assert jr.verify() == VerifyReport(events=0, head_seq=0, head_hash=digest, streams=0)
-    assert len(jr.journal_id) == 32 and jr.location == os.path.abspath(jr.location)
+    assert len(jr.journal_id) == 32
+    assert "://" in jr.location or jr.location == os.path.abspath(jr.location)
 
 
 def test_invalid_payloads_write_nothing(jr: Journal) -> None:
@@ -467,9 +496,11 @@ def test_default_location_and_journal_url(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_store_selection() -> None:
+    from journal._pg_store import PostgresStore
+
     for url in ("postgresql://user:pw@db.example/journal", "postgres://h/j"):
-        with pytest.raises(UsageError, match=r"^PostgreSQL journals need"):
-            open_store(url)
+        store = open_store(url)  # connects to nothing yet
+        assert isinstance(store, PostgresStore) and "pw" not in store.location
     with pytest.raises(UsageError, match="unsupported journal URL scheme 'mysql'"):
         open_store("mysql://x/y")
     assert isinstance(open_store("some/file.db"), SQLiteStore)
