@@ -319,11 +319,11 @@ class Run:
         fields: dict[str, Any] = {"op": op}
         if op in ("create", "replace"):
             props = provider.load_props(pending["props"])
-            found = provider.read(props, None, ctx)
+            # a replace may keep the name: the new object is one that is not the old one
             old_ref = (res.outputs or {}).get(provider.ref_field)
-            new = found is not None and (
-                op == "create" or encode(found).get(provider.ref_field) != old_ref
-            )
+            exclude = frozenset({old_ref}) if op == "replace" and old_ref else frozenset()
+            found = provider.find(props, ctx, exclude=exclude)
+            new = found is not None
             fields.update(found=new, props=pending["props"])
             if new:
                 fields["outputs"] = encode(found)
@@ -533,7 +533,7 @@ class Run:
     ) -> Any:
         rid, tname = ctx.resource, provider.type_name
         if action == "adopt":
-            found = provider.read(props, None, ctx)
+            found = provider.find(props, ctx)
             if found is not None:
                 self._event(
                     "resource.created",
@@ -549,7 +549,11 @@ class Run:
         if action == "create":
             self._event("resource.create.requested", rid, tname, props=pj, **common)
             out = self._guarded(
-                "create", rid, tname, lambda: provider.create(props, ctx), props, provider, ctx
+                "create",
+                rid,
+                tname,
+                lambda: provider.create(props, ctx),
+                lookup=lambda: provider.find(props, ctx),
             )
             self._event("resource.created", rid, tname, props=pj, outputs=encode(out), **common)
             return out
@@ -571,7 +575,14 @@ class Run:
             retired = None
         else:
             retired = {"props": cur.props, "outputs": cur.outputs, "deps": cur.deps}
-        out = self._guarded("replace", rid, tname, lambda: provider.create(props, ctx))
+        old_ref = frozenset({str(cur.outputs.get(provider.ref_field))})
+        out = self._guarded(
+            "replace",
+            rid,
+            tname,
+            lambda: provider.create(props, ctx),
+            lookup=lambda: provider.find(props, ctx, exclude=old_ref),
+        )
         self._event(
             "resource.replaced",
             rid,
@@ -589,26 +600,26 @@ class Run:
         rid: str,
         tname: str,
         call: Callable[[], Any],
-        props: Any = None,
-        provider: Provider[Any, Any] | None = None,
-        ctx: Context | None = None,
+        *,
+        lookup: Callable[[], Any] | None = None,
     ) -> Any:
         """Run a provider call; on failure record the outcome event and re-raise.
 
-        A create whose answer was lost (a transport error) may have happened: read the object
-        by name; found, it is recorded as created; unreadable, the intent stays pending and
-        the next run resolves it first."""
+        A create whose answer was lost (a transport error) may have happened, or may still
+        happen (the server can act after the client gave up): ``lookup`` looks for the new
+        object by name at once; found, it is the result. Not found (or the lookup failed
+        too), the outcome is recorded as *ambiguous*: the intent stays pending and the next
+        run resolves it by reading again before doing anything else."""
         try:
             return call()
         except TransportError as exc:
-            if provider is not None and ctx is not None:
-                try:
-                    found = provider.read(props, None, ctx)
-                except Exception:
-                    self._event(f"resource.{op}.failed", rid, tname, error=str(exc), ambiguous=True)
-                    raise exc from None
-                if found is not None:
-                    return found
+            if lookup is not None:
+                with contextlib.suppress(Exception):
+                    found = lookup()
+                    if found is not None:
+                        return found
+                self._event(f"resource.{op}.failed", rid, tname, error=str(exc), ambiguous=True)
+                raise
             self._event(f"resource.{op}.failed", rid, tname, error=str(exc))
             raise
         except Exception as exc:

@@ -106,6 +106,15 @@ class Provider(ABC, Generic[P, O]):
         """The remote object's outputs, or None if it does not exist. ``outputs`` None: look
         it up by the name in ``props`` (adopt, recovery of an interrupted create)."""
 
+    def find(self, props: P, ctx: Context, *, exclude: frozenset[str] = frozenset()) -> O | None:
+        """An object with the name in ``props`` whose ``ref_field`` is not in ``exclude``
+        (adopt; recovering a create or a name-keeping replace). The default reads by name;
+        providers whose names are not unique should override it."""
+        found = self.read(props, None, ctx)
+        if found is None or str(getattr(found, self.ref_field)) in exclude:
+            return None
+        return found
+
     def endpoint(self, ctx: Context) -> str | None:
         """Which API this provider talks to now (recorded with each object; the engine
         refuses to manage an object through another one). None: not applicable."""

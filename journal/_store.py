@@ -6,8 +6,8 @@ appends, where sealing needs the head of the journal as read *inside* the write 
 there the store calls back a ``RowSealer`` once per new row.
 
 Implementations: ``SQLiteStore`` (``_sqlite_store.py``) and ``PostgresStore``
-(``_pg_store.py``), chosen by ``open_store`` below. Every implementation must pass the contract suite in
-``tests/test_journal_store.py``.
+(``_pg_store.py``), chosen by ``open_store`` below. Every implementation must pass the
+contract suite in ``tests/test_journal_store.py``.
 
 Rules for implementations:
 

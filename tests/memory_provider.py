@@ -187,6 +187,15 @@ class ThingProvider(Provider[ThingProps, ThingOutputs]):
         found = CLOUD.by_name(props.name or ctx.default_name)
         return self._out(found[0]) if found else None
 
+    def find(
+        self, props: ThingProps, ctx: Context, *, exclude: frozenset[str] = frozenset()
+    ) -> ThingOutputs | None:
+        CLOUD.call("read", props.name or "")
+        for obj in CLOUD.by_name(props.name or ctx.default_name):
+            if obj["id"] not in exclude:
+                return self._out(obj)
+        return None
+
 
 class Thing(Resource[ThingOutputs]):
     type_name = "memory.Thing"

@@ -822,13 +822,6 @@ def test_sigkill_at_many_points_of_a_50_resource_deploy(location: str, tmp_path:
     assert tally.converged == len(plan)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a crash after a replace created the new object but before "
-    "`resource.replaced` is recorded: the next run's recovery (_engine.Run._recover_one) reads "
-    "the object by name, finds the OLD one (same name), records `found: false`, so the new "
-    "object is leaked and the run creates a third: a duplicate name and an unrecorded object",
-)
 def test_a_crash_inside_a_replace_leaks_nothing(tmp_path: Path) -> None:
     location = str(tmp_path / ".journal" / "journal.db")
     scenario = CrashScenario(location, tmp_path, n=5, stage="rep", replaces=True)
@@ -895,13 +888,6 @@ class _FirstRequestIsSlow:
         pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: when a create times out on the client (TransportError) but the server "
-    "performs it later, Run._guarded reads the object by name at once, finds nothing yet and "
-    "records `create.failed` as definite (not `ambiguous`): the object created afterwards is "
-    "unrecorded and the next run creates a duplicate",
-)
 def test_a_create_answered_after_the_client_gave_up_is_not_duplicated(tmp_path: Path) -> None:
     with pg_schema() as location, local_api() as api:
         scenario = PrismaScenario(location, tmp_path, api, n=1)

@@ -198,8 +198,16 @@ class ProjectProvider(_Prisma, Provider[ProjectProps, ProjectOutputs]):
         if outputs is not None:
             found_by_id = _or_none(client.get_project, outputs.id)
             return _project_outputs(found_by_id) if found_by_id is not None else None
-        found = client.find_project_by_name(props.name or ctx.default_name)
-        return _project_outputs(found) if found is not None else None
+        return self.find(props, ctx)
+
+    def find(
+        self, props: ProjectProps, ctx: Context, *, exclude: frozenset[str] = frozenset()
+    ) -> ProjectOutputs | None:
+        name = props.name or ctx.default_name
+        for p in _client(ctx).list_projects():
+            if p.name == name and p.id not in exclude:
+                return _project_outputs(p)
+        return None
 
 
 class Project(Resource[ProjectOutputs]):
@@ -310,15 +318,23 @@ class DatabaseProvider(_Prisma, Provider[DatabaseProps, DatabaseOutputs]):
         if outputs is not None:
             found_by_id = _or_none(client.get_database, outputs.id)
             return _database_outputs(found_by_id) if found_by_id is not None else None
+        return self.find(props, ctx)
+
+    def find(
+        self, props: DatabaseProps, ctx: Context, *, exclude: frozenset[str] = frozenset()
+    ) -> DatabaseOutputs | None:
+        client = _client(ctx)
+        name = props.name or ctx.default_name
         try:
-            found = client.find_database_by_name(props.project, props.name or ctx.default_name)
+            candidates = client.list_databases(project_id=props.project)
         except NotFoundError:
             return None
-        if found is None:
-            return None
-        if not found.is_ready:
-            found = client.wait_database_ready(found.id, timeout_s=self.ready_timeout_s)
-        return _database_outputs(found)
+        for found in candidates:
+            if found.name == name and found.id not in exclude:
+                if not found.is_ready:
+                    found = client.wait_database_ready(found.id, timeout_s=self.ready_timeout_s)
+                return _database_outputs(found)
+        return None
 
 
 class Database(Resource[DatabaseOutputs]):
@@ -443,14 +459,22 @@ class ConnectionProvider(_Prisma, Provider[ConnectionProps, ConnectionOutputs]):
         if outputs is not None:
             found_by_id = _or_none(client.get_connection, outputs.id)
             return _connection_outputs(found_by_id, outputs) if found_by_id is not None else None
+        return self.find(props, ctx)
+
+    def find(
+        self, props: ConnectionProps, ctx: Context, *, exclude: frozenset[str] = frozenset()
+    ) -> ConnectionOutputs | None:
+        client = _client(ctx)
+        name = props.name or ctx.default_name
         try:
-            found = client.find_connection_by_name(props.database, props.name or ctx.default_name)
+            candidates = client.list_connections(database_id=props.database)
         except NotFoundError:
             return None
-        if found is None:
-            return None
-        # the API never returns an existing password: new credentials are the only way in
-        return _connection_outputs(client.rotate_connection(found.id))
+        for found in candidates:
+            if found.name == name and found.id not in exclude:
+                # the API never returns an existing password: new credentials are the only way in
+                return _connection_outputs(client.rotate_connection(found.id))
+        return None
 
 
 class Connection(Resource[ConnectionOutputs]):
