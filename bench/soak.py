@@ -12,8 +12,7 @@ Runs the harness of ``tests/test_reliability.py`` with the same checks, only mor
   times; each kill is followed by one converging run and the checks (journal verifies, no
   pending operation, remote objects = projection, no duplicate names, nothing unrecorded or
   lost). Against the SQLite and the PostgreSQL journal, without and with replaces
-  (``--no-replaces`` leaves the second out: a crash inside a name-preserving replace leaks
-  the new object, a known engine bug), and with Prisma resources on the local API (real
+  (``--no-replaces`` leaves the second out), and with Prisma resources on the local API (real
   PostgreSQL databases and roles).
 * fault injection: ``--fault-rounds`` rounds of deploy / update / destroy through the local API
   with ``--fault-rate`` of each fault (429, 5xx, timeout, lost answer) per request;
@@ -71,7 +70,7 @@ def _extra(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-replaces",
         action="store_true",
-        help="leave out the crash rows with replaces (they expose a known engine bug)",
+        help="leave out the crash rows with replaces",
     )
     parser.add_argument("--stores", default="sqlite,postgres", help="journals to soak")
     parser.add_argument("--prisma-n", type=int, default=2, help="databases per Prisma deploy")
@@ -80,7 +79,7 @@ def _extra(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--client-timeouts",
         action="store_true",
-        help="client timeout 0.2 s < the server's slow answers (exposes a known engine bug)",
+        help="client timeout 0.2 s < the server's slow answers (creates answered too late)",
     )
     parser.add_argument("--writers", type=int, default=6, help="concurrent deploying processes")
     parser.add_argument("--stages", type=int, default=3, help="stages they share")
