@@ -706,9 +706,13 @@ class Run:
             raise RuntimeError("run not begun")
         for key in tasks:
             self._futures[key] = Future()
+        dependents: dict[str, list[str]] = {}
+        for key, (_rid, _target, _out, deps) in tasks.items():
+            for dep in set(deps):
+                dependents.setdefault(dep, []).append(key)
         for key, (rid, _target, _out, _deps) in tasks.items():
             # a task waits for every other task whose object depends on its resource
-            blockers = [k for k, t in tasks.items() if k != key and rid in t[3]]
+            blockers = [k for k in dependents.get(rid, []) if k != key]
             self._schedule(key, blockers, lambda key=key: self._delete_one(*tasks[key]))  # type: ignore[misc]
         failures = []
         for key in tasks:
