@@ -78,6 +78,9 @@ def cli() -> None:
 
 for _command in (*_commands_run.COMMANDS, *_commands_state.COMMANDS, *_commands_migrate.COMMANDS):
     cli.add_command(_command)
+    # the same -h/--help however a command is invoked (click caches a command's help
+    # option on first use, so one invoked alone first would otherwise lose -h everywhere)
+    _command.context_settings.setdefault("help_option_names", CONTEXT_SETTINGS["help_option_names"])
 
 
 def main(argv: list[str] | None = None) -> None:
