@@ -66,6 +66,7 @@ from ._errors import (
 )
 from ._store import (
     FORMAT_VERSION,
+    PAGE_SIZE,
     AppendRequest,
     AppendResult,
     Meta,
@@ -73,6 +74,7 @@ from ._store import (
     RowSealer,
     SnapshotRow,
     Store,
+    paged_read,
 )
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresStore", "redact_url", "translate_error"]
@@ -83,7 +85,6 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 #: the schema of a journal whose URL names none
 DEFAULT_SCHEMA: Final = "journal"
 #: rows fetched per query when iterating
-PAGE_SIZE: Final = 512
 #: idle reader connections kept open
 MAX_IDLE_READERS: Final = 4
 #: seconds libpq waits for a connection unless the URL says (connect_timeout=)
@@ -768,42 +769,16 @@ class PostgresStore(Store):
         reverse: bool,
         limit: int | None,
     ) -> Iterator[Row]:
-        remaining = limit
-        # forward: the cursor is the last seq seen (exclusive lower bound);
-        # reverse: the last seq seen (exclusive upper bound), None = from the head
-        cursor: int | None = (
-            after_seq if not reverse else (upto_seq + 1 if upto_seq is not None else None)
-        )
-        while remaining is None or remaining > 0:
-            size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
-            where: list[str] = []
-            params: list[Any] = []
-            if reverse:
-                where.append("seq > %s")
-                params.append(after_seq)
-                if cursor is not None:
-                    where.append("seq < %s")
-                    params.append(cursor)
-            else:
-                where.append("seq > %s")
-                params.append(cursor)
-                if upto_seq is not None:
-                    where.append("seq <= %s")
-                    params.append(upto_seq)
-            if stream is not None:
-                where.append("stream = %s")
-                params.append(stream)
+        def fetch(conditions: list[tuple[str, Any]], descending: bool, size: int) -> list[Row]:
+            where = " AND ".join(f"{c} %s" for c, _ in conditions)
             sql = (
-                f"SELECT {_EVENT_COLUMNS} FROM {self._t['events']} WHERE {' AND '.join(where)} "
-                f"ORDER BY seq {'DESC' if reverse else 'ASC'} LIMIT {size}"
+                f"SELECT {_EVENT_COLUMNS} FROM {self._t['events']} WHERE {where} "
+                f"ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT {size}"
             )
-            rows = [_row(values) for values in self._fetchall(sql, params)]
-            yield from rows
-            if len(rows) < size:
-                return
-            if remaining is not None:
-                remaining -= len(rows)
-            cursor = rows[-1].seq
+            params = [v for _, v in conditions]
+            return [_row(values) for values in self._fetchall(sql, params)]
+
+        return paged_read(fetch, stream, after_seq, upto_seq, reverse, limit)
 
     def get(self, seq: int) -> Row | None:
         sql = f"SELECT {_EVENT_COLUMNS} FROM {self._t['events']} WHERE seq = %s"

@@ -46,6 +46,7 @@ from ._errors import (
 )
 from ._store import (
     FORMAT_VERSION,
+    PAGE_SIZE,
     AppendRequest,
     AppendResult,
     Meta,
@@ -53,6 +54,7 @@ from ._store import (
     RowSealer,
     SnapshotRow,
     Store,
+    paged_read,
 )
 
 __all__ = ["SQLiteStore"]
@@ -64,7 +66,6 @@ BUSY_TIMEOUT_MS: Final = 5_000
 #: how long a write keeps retrying while the database stays busy
 BUSY_DEADLINE_S: Final = 60.0
 #: rows fetched per query when iterating
-PAGE_SIZE: Final = 512
 #: idle reader connections kept open
 MAX_IDLE_READERS: Final = 8
 
@@ -535,44 +536,18 @@ class SQLiteStore(Store):
         reverse: bool,
         limit: int | None,
     ) -> Iterator[Row]:
-        remaining = limit
-        # forward: the cursor is the last seq seen (exclusive lower bound);
-        # reverse: the last seq seen (exclusive upper bound), None = from the head
-        cursor: int | None = (
-            after_seq if not reverse else (upto_seq + 1 if upto_seq is not None else None)
-        )
-        while remaining is None or remaining > 0:
-            size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
-            where: list[str] = []
-            params: list[Any] = []
-            if reverse:
-                where.append("seq > ?")
-                params.append(after_seq)
-                if cursor is not None:
-                    where.append("seq < ?")
-                    params.append(cursor)
-            else:
-                where.append("seq > ?")
-                params.append(cursor)
-                if upto_seq is not None:
-                    where.append("seq <= ?")
-                    params.append(upto_seq)
-            if stream is not None:
-                where.append("stream = ?")
-                params.append(stream)
+        def fetch(conditions: list[tuple[str, Any]], descending: bool, size: int) -> list[Row]:
+            where = " AND ".join(f"{c} ?" for c, _ in conditions)
             sql = (
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} "
-                f"ORDER BY seq {'DESC' if reverse else 'ASC'} LIMIT {size}"
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} "
+                f"ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT {size}"
             )
+            params = [v for _, v in conditions]
             with self._reader("reading") as conn:
                 page = conn.execute(sql, params).fetchall()
-            rows = [_row(values) for values in page]
-            yield from rows
-            if len(rows) < size:
-                return
-            if remaining is not None:
-                remaining -= len(rows)
-            cursor = rows[-1].seq
+            return [_row(values) for values in page]
+
+        return paged_read(fetch, stream, after_seq, upto_seq, reverse, limit)
 
     def get(self, seq: int) -> Row | None:
         with self._reader("reading") as conn:

@@ -213,6 +213,51 @@ class Store(ABC):
         """Release connections; idempotent."""
 
 
+#: rows per page when a store reads events
+PAGE_SIZE: Final = 512
+
+#: one page query: (conditions as ("seq >", value) pairs, descending?, page size) -> rows
+PageFetch = Callable[[list[tuple[str, Any]], bool, int], list[Row]]
+
+
+def paged_read(
+    fetch: PageFetch,
+    stream: str | None,
+    after_seq: int,
+    upto_seq: int | None,
+    reverse: bool,
+    limit: int | None,
+) -> Iterator[Row]:
+    """Events in pages of PAGE_SIZE by a seq cursor, forward or backward, for any store;
+    ``fetch`` renders the conditions in its own SQL dialect."""
+    remaining = limit
+    # forward: the cursor is the last seq seen (exclusive lower bound);
+    # reverse: the last seq seen (exclusive upper bound), None = from the head
+    cursor: int | None = (
+        after_seq if not reverse else (upto_seq + 1 if upto_seq is not None else None)
+    )
+    while remaining is None or remaining > 0:
+        size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
+        conditions: list[tuple[str, Any]] = []
+        if reverse:
+            conditions.append(("seq >", after_seq))
+            if cursor is not None:
+                conditions.append(("seq <", cursor))
+        else:
+            conditions.append(("seq >", cursor))
+            if upto_seq is not None:
+                conditions.append(("seq <=", upto_seq))
+        if stream is not None:
+            conditions.append(("stream =", stream))
+        rows = fetch(conditions, reverse, size)
+        yield from rows
+        if len(rows) < size:
+            return
+        if remaining is not None:
+            remaining -= len(rows)
+        cursor = rows[-1].seq
+
+
 def resolve_location(location: str | os.PathLike[str] | None) -> str:
     """None -> ``$JOURNAL_URL`` if set, else ``.journal/journal.db`` under the cwd."""
     if location is None:
