@@ -85,6 +85,12 @@ _register("resource.delete.failed", "delete failed", (*_RES, "target", "error"))
 _register("resource.forgotten", "forgotten, remote object kept", (*_RES, "reason"))
 _register("resource.policy.changed", "delete policy or options changed", (*_RES, "delete"))
 _register("resource.recovered", "pending operation resolved", (*_RES, "op", "found"))
+# brought over from another tool's state (journal import-alchemy): folds like "created"
+_register(
+    "resource.imported",
+    "imported, remote object unchanged",
+    (*_RES, "props", "outputs", "deps", "source"),
+)
 # the program's exports
 _register("outputs.recorded", "program outputs recorded", ("outputs",))
 # provider credentials stored by `journal configure`

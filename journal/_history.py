@@ -203,14 +203,16 @@ class _Folder:
             changes = _prefixed("props", old_props, p.get("props"))
         elif action == "update.requested":
             changes = _prefixed("props", p.get("old_props", old_props), p.get("props"))
-        elif action in ("created", "updated", "replaced"):
+        elif action in ("created", "updated", "replaced", "imported"):
             changes = _prefixed("props", old_props, p.get("props"))
             changes |= _prefixed("outputs", old_out, p.get("outputs"))
             self.props[key] = p.get("props")
             self.outputs[key] = p.get("outputs")
-            if action == "created":
+            if action in ("created", "imported"):
                 self.delete[key] = bool(p.get("delete", True))
                 detail = "adopted an existing object" if p.get("adopted") else None
+                if action == "imported":
+                    detail = f"from {p.get('source')}"
             elif action == "replaced" and p.get("retired") is None:
                 detail = "the old object was deleted first"
         elif action.endswith(".failed"):

@@ -179,11 +179,13 @@ def apply(state: StreamState, seq: int, version: int, raw: Json) -> None:
         res = _resource(state, p, seq)
         res.pending = {"op": "delete", "seq": seq, "target": p["target"], "outputs": p["outputs"]}
         return
-    res_or_none = _resource(state, p, seq) if action == "created" else state.resources.get(rid)
+    # an imported object is recorded exactly like one this engine created
+    created = action in ("created", "imported")
+    res_or_none = _resource(state, p, seq) if created else state.resources.get(rid)
     if res_or_none is None:
         return
     res = res_or_none
-    if action in ("created", "updated", "replaced"):
+    if created or action in ("updated", "replaced"):
         res.pending = None
         res.props = p["props"]
         res.outputs = p["outputs"]
@@ -191,7 +193,7 @@ def apply(state: StreamState, seq: int, version: int, raw: Json) -> None:
         if "deps" in p:
             res.deps = p["deps"]
             res.refs = p.get("refs", {})
-        if action == "created":
+        if created:
             res.created_seq = seq
             res.delete = p.get("delete", res.delete)
             res.options = p.get("options", res.options)

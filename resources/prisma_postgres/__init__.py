@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from . import _alchemy  # noqa: F401 - registers the Alchemy kinds for `journal import-alchemy`
 from ._client import PrismaClient
 from ._resources import (
     REGIONS,
