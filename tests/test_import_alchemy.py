@@ -1,0 +1,425 @@
+"""`journal import-alchemy` against the state real Alchemy 0.94 writes.
+
+Alchemy (pinned, from npm, cached: see ``_alchemy_npm``) deploys the guide's programs against
+the local Prisma-compatible API on real PostgreSQL; the import brings them over, and the
+Python translations in ``examples/`` then deploy as no-ops (no mutating request reaches the
+API), export what Alchemy exported, and destroy as Alchemy would have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from journal._journal import Journal
+from journal._projection import load_state
+from journal.cli import cli
+from journal.resources.prisma_postgres.local import LocalPrismaApi
+
+from _alchemy_npm import run_alchemy
+
+SHARED_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+LOG = "journal.resources.prisma_postgres.local"
+PASSWORD = "alchemy-test-password"
+APP = "prisma-postgres-example"
+
+# the guide's programs, as Alchemy users run them
+MINIMAL_TS = """\
+import alchemy from "alchemy";
+import { Connection, Database, Project } from "alchemy/prisma-postgres";
+
+const app = await alchemy("prisma-postgres-example");
+
+const project = await Project("project");
+
+const database = await Database("database", {
+  project,
+  region: "us-east-1",
+});
+
+const connection = await Connection("connection", {
+  database,
+  name: "app-connection",
+});
+
+export const projectId = project.id;
+export const databaseId = database.id;
+export const host = connection.host;
+export const user = connection.user;
+export const connectionString = connection.connectionString;
+export const prismaConnectionString = connection.prismaConnectionString;
+
+await app.finalize();
+"""
+
+WORKSPACES_TS = """\
+import alchemy from "alchemy";
+import { Project } from "alchemy/prisma-postgres";
+
+const app = await alchemy("prisma-workspaces");
+
+const workspaceAProject = await Project("workspace-a-project", {
+  serviceToken: alchemy.env.PRISMA_SERVICE_TOKEN_WORKSPACE_A,
+});
+
+const workspaceBProject = await Project("workspace-b-project", {
+  serviceToken: alchemy.env.PRISMA_SERVICE_TOKEN_WORKSPACE_B,
+});
+
+await app.finalize();
+"""
+
+#: the same program with Alchemy's SQLite state store
+MINIMAL_SQLITE_TS = MINIMAL_TS.replace(
+    'const app = await alchemy("prisma-postgres-example");',
+    'import { SQLiteStateStore } from "alchemy/state";\n'
+    'const app = await alchemy("prisma-postgres-example", {\n'
+    "  stateStore: (scope) => new SQLiteStateStore(scope),\n"
+    "});",
+)
+
+
+def _server() -> LocalPrismaApi:
+    return LocalPrismaApi(postgres_url=SHARED_PG, prefix="imp" + uuid.uuid4().hex[:8]).start()
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalPrismaApi]:
+    server = _server()
+    monkeypatch.setenv("PRISMA_API_URL", server.url)
+    monkeypatch.setenv("PRISMA_SERVICE_TOKEN", "token-a")
+    monkeypatch.setenv("ALCHEMY_PASSWORD", PASSWORD)
+    monkeypatch.delenv("JOURNAL_PASSWORD", raising=False)
+    monkeypatch.delenv("JOURNAL_URL", raising=False)
+    try:
+        yield server
+    finally:
+        server.purge()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One Alchemy deployment of the minimal example, for tests that only read its state."""
+    server = _server()
+    try:
+        project = tmp_path_factory.mktemp("alchemy") / "app"
+        env = {"PRISMA_SERVICE_TOKEN": "token-a", "ALCHEMY_PASSWORD": PASSWORD}
+        run_alchemy(project, MINIMAL_TS, api_url=server.url, env=env)
+        yield project
+    finally:
+        server.purge()
+        server.stop()
+
+
+def copy_of(project: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "app"
+    shutil.copytree(project / ".alchemy", dest / ".alchemy")
+    return dest
+
+
+def journal(*args: str, code: int = 0, **kw: Any) -> Result:
+    result = CliRunner().invoke(cli, list(args), **kw)
+    assert result.exit_code == code, (
+        f"exit {result.exit_code}, expected {code}\n--- stdout\n{result.stdout}"
+        f"\n--- stderr\n{result.stderr}"
+    )
+    return result
+
+
+def checksum(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        digest.update(str(path.relative_to(folder)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def mutations(records: list[logging.LogRecord]) -> list[str]:
+    lines = [r.getMessage() for r in records if r.name.startswith(LOG)]
+    return [ln for ln in lines if ln.split(" ")[0] in ("POST", "PATCH", "PUT", "DELETE")]
+
+
+def last_run_events(db: Path, stream: str) -> list[str]:
+    """The event types of the stream's last run (a no-op deploy records no resource event:
+    not even a change of delete policy or options)."""
+    with Journal.open(db) as jr:
+        events = list(jr.read(stream))
+    run = events[-1].payload["run"]
+    return [e.payload["type"] for e in events if e.payload.get("run") == run]
+
+
+def translate(example: str, project: Path) -> Path:
+    program = project / "alchemy.run.py"
+    shutil.copy(EXAMPLES / example / "alchemy.run.py", program)
+    return program
+
+
+# --- the guide's programs, end to end --------------------------------------------------------
+
+
+def test_minimal_example_comes_over_and_redeploys_as_a_noop(
+    api: LocalPrismaApi, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    project = tmp_path / "app"
+    exported = run_alchemy(
+        project,
+        MINIMAL_TS,
+        api_url=api.url,
+        env={"PRISMA_SERVICE_TOKEN": "token-a", "ALCHEMY_PASSWORD": PASSWORD},
+    )
+    before = checksum(project / ".alchemy")
+
+    imported = journal("import-alchemy", str(project), "--yes")
+    assert "prisma-postgres-example/test: 3 resource(s) to import" in imported.stdout
+    assert exported["connectionString"] not in imported.output, "secrets are masked"
+    assert "imported prisma-postgres-example/test: 3 resource(s)" in imported.stdout
+    assert checksum(project / ".alchemy") == before, "nothing written to the Alchemy folder"
+
+    caplog.set_level(logging.INFO, logger=LOG)
+    caplog.clear()
+    program = translate("minimal", project)
+    deployed = journal("deploy", str(program), "--stage", "test")
+    assert "deploy succeeded" in deployed.stdout and "3 unchanged" in deployed.stdout
+    assert mutations(caplog.records) == [], "the first deploy changes nothing remotely"
+    db = project / ".journal" / "journal.db"
+    assert last_run_events(db, f"{APP}/test") == ["run.started", "outputs.recorded", "run.finished"]
+
+    at = ["--journal", str(project / ".journal" / "journal.db"), "--stage", "test"]
+    shown = json.loads(journal("outputs", *at, "--show-secrets", "--json").stdout)
+    assert shown["project_id"] == exported["projectId"]
+    assert shown["database_id"] == exported["databaseId"]
+    assert shown["user"] == exported["user"]
+    assert shown["connection_string"] == exported["connectionString"]
+    assert shown["prisma_connection_string"] == exported["prismaConnectionString"]
+    # Alchemy's host is the API's "host:port"; ours is the host, with the port beside it
+    with Journal.open(project / ".journal" / "journal.db") as jr:
+        state = load_state(jr, f"{APP}/test")
+    conn = state.resources["connection"].outputs or {}
+    assert f"{shown['host']}:{conn['port']}" == exported["host"]
+
+    history = journal("history", *at).stdout
+    runs = [ln for ln in history.splitlines() if "run.started" in ln]
+    assert len(runs) == 2
+    assert f"import-alchemy ({project / '.alchemy'})" in runs[0]
+    assert str(project / ".alchemy" / APP / "test" / "connection.json") in history
+
+    destroyed = journal("destroy", *at, "--yes")
+    assert "1 deleted" in destroyed.stdout and "2 forgotten" in destroyed.stdout
+    inventory = api.inventory()
+    assert [p.id for p in inventory.projects] == [exported["projectId"]]
+    assert [d.id for d in inventory.databases] == [exported["databaseId"]]
+    assert inventory.connections == [] or all(
+        c.name != "app-connection" for c in inventory.connections
+    )
+
+
+def test_multi_workspace_example_keeps_each_projects_token(
+    api: LocalPrismaApi,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    project = tmp_path / "app"
+    tokens = {
+        "PRISMA_SERVICE_TOKEN_WORKSPACE_A": "token-a",
+        "PRISMA_SERVICE_TOKEN_WORKSPACE_B": "token-b",
+    }
+    run_alchemy(
+        project,
+        WORKSPACES_TS,
+        api_url=api.url,
+        env={"PRISMA_SERVICE_TOKEN": "token-a", "ALCHEMY_PASSWORD": PASSWORD, **tokens},
+    )
+    imported = journal("import-alchemy", str(project), "--yes").stdout
+    assert "prisma-workspaces/test: 2 resource(s) to import" in imported
+    # the guide passes plain strings, which Alchemy 0.94 ignores: the import says so
+    assert imported.count("serviceToken was a plain string") == 2
+
+    for name, value in tokens.items():
+        monkeypatch.setenv(name, value)
+    caplog.set_level(logging.INFO, logger=LOG)
+    caplog.clear()
+    deployed = journal("deploy", str(translate("multi-workspace", project)), "--stage", "test")
+    assert "2 unchanged" in deployed.stdout, deployed.stdout
+    assert mutations(caplog.records) == []
+    db = project / ".journal" / "journal.db"
+    stream = "prisma-workspaces/test"
+    assert last_run_events(db, stream) == ["run.started", "outputs.recorded", "run.finished"]
+    with Journal.open(db) as jr:
+        res = load_state(jr, stream).resources
+    assert res["workspace-b-project"].options["service_token"] == {"$secret": "token-b"}
+    assert res["workspace-a-project"].delete is False
+
+
+def test_the_sqlite_state_store_comes_over_too(
+    api: LocalPrismaApi, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    project = tmp_path / "app"
+    env = {"PRISMA_SERVICE_TOKEN": "token-a", "ALCHEMY_PASSWORD": PASSWORD}
+    exported = run_alchemy(project, MINIMAL_SQLITE_TS, api_url=api.url, env=env)
+    store = project / ".alchemy" / "state.sqlite"
+    assert store.is_file() and not list((project / ".alchemy").rglob("*.json"))
+    before = checksum(project / ".alchemy")
+    imported = journal("import-alchemy", str(store), "--yes").stdout
+    assert "SQLite store" in imported
+    assert checksum(project / ".alchemy") == before
+
+    caplog.set_level(logging.INFO, logger=LOG)
+    caplog.clear()
+    deployed = journal("deploy", str(translate("minimal", project)), "--stage", "test")
+    assert "3 unchanged" in deployed.stdout
+    assert mutations(caplog.records) == []
+    at = ["--journal", str(project / ".journal" / "journal.db"), "--stage", "test"]
+    shown = json.loads(journal("outputs", *at, "--show-secrets", "--json").stdout)
+    assert shown["connection_string"] == exported["connectionString"]
+
+
+# --- bad input: a clear error or report, and nothing written --------------------------------
+
+
+def test_a_wrong_password_is_refused_and_writes_nothing(
+    deployed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = copy_of(deployed, tmp_path)
+    db = tmp_path / "journal.db"
+    monkeypatch.setenv("JOURNAL_PASSWORD", "journal-password")
+    Journal.open(db).close()
+    before = db.read_bytes()
+    monkeypatch.setenv("ALCHEMY_PASSWORD", "not-the-password")
+    result = journal("import-alchemy", str(project), "--journal", str(db), "--yes", code=2)
+    assert "ALCHEMY_PASSWORD does not decrypt the secrets in" in result.stderr
+    assert "connection.json" in result.stderr and "nothing was written" in result.stderr
+    assert db.read_bytes() == before
+    assert not (project / ".journal").exists()
+
+
+def test_a_truncated_file_is_named(deployed: Path, tmp_path: Path) -> None:
+    project = copy_of(deployed, tmp_path)
+    file = project / ".alchemy" / APP / "test" / "database.json"
+    file.write_text(file.read_text()[:200])
+    result = journal("import-alchemy", str(project), "--yes", code=2, env=_env())
+    assert f"error: {file}: not valid JSON" in result.stderr
+    assert "truncated" in result.stderr
+    assert not (project / ".journal").exists()
+
+
+def test_an_unknown_kind_is_listed_not_dropped(deployed: Path, tmp_path: Path) -> None:
+    project = copy_of(deployed, tmp_path)
+    folder = project / ".alchemy" / APP / "test"
+    worker = {
+        "kind": "cloudflare::Worker",
+        "id": "worker",
+        "fqn": f"{APP}/test/worker",
+        "seq": 3,
+        "status": "created",
+        "data": {},
+        "props": {"name": "w"},
+        "output": {"id": "w", "url": "https://w.example.workers.dev"},
+    }
+    (folder / "worker.json").write_text(json.dumps(worker))
+    result = journal("import-alchemy", str(project), "--yes", env=_env())
+    assert "left out, not supported:" in result.stdout
+    assert "worker (cloudflare::Worker): kind not supported yet" in result.stdout
+    assert "imported prisma-postgres-example/test: 3 resource(s)" in result.stdout
+
+
+def test_unfinished_records_are_reported_or_recorded_as_pending(
+    deployed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = copy_of(deployed, tmp_path)
+    file = project / ".alchemy" / APP / "test" / "connection.json"
+    record = json.loads(file.read_text())
+    record["status"] = "creating"  # what Alchemy writes before it calls the API
+    record["output"] = {k: v for k, v in record["output"].items() if k.startswith("Symbol(")}
+    file.write_text(json.dumps(record))
+
+    a = tmp_path / "a.db"
+    left = journal("import-alchemy", str(project), "--journal", str(a), "--yes", env=_env())
+    assert "left out: Alchemy did not finish" in left.stdout
+    assert "connection (prisma::Connection, creating)" in left.stdout
+    assert "imported prisma-postgres-example/test: 2 resource(s)" in left.stdout
+
+    b = tmp_path / "b.db"
+    args = ["import-alchemy", str(project), "--journal", str(b), "--include-pending", "--yes"]
+    kept = journal(*args, env=_env())
+    assert (
+        "connection (prisma-postgres.Connection, from prisma::Connection creating)" in kept.stdout
+    )
+    assert "2 resource(s), 1 pending" in kept.stdout
+    with Journal.open(b, password=PASSWORD) as jr:
+        state = load_state(jr, f"{APP}/test")
+    pending = state.resources["connection"]
+    assert pending.pending is not None and pending.pending["op"] == "create"
+    assert pending.deps == ["database"] and pending.outputs is None
+
+
+def test_a_stage_the_journal_holds_is_not_imported_twice(deployed: Path, tmp_path: Path) -> None:
+    project = copy_of(deployed, tmp_path)
+    journal("import-alchemy", str(project), "--yes", env=_env())
+    db = project / ".journal" / "journal.db"
+    before = db.read_bytes()
+    again = journal("import-alchemy", str(project), "--yes", env=_env(), code=2)
+    assert "the journal already holds prisma-postgres-example/test" in again.stderr
+    assert db.read_bytes() == before
+
+
+def test_the_preview_asks_first(deployed: Path, tmp_path: Path) -> None:
+    project = copy_of(deployed, tmp_path)
+    refused = journal("import-alchemy", str(project), env=_env(), code=2)
+    assert "import needs confirmation: pass --yes" in refused.stderr
+    assert "+ connection (prisma-postgres.Connection" in refused.stdout
+    assert "user=********" in refused.stdout
+
+
+def test_sqlite_rows_read_like_files(deployed: Path, tmp_path: Path) -> None:
+    """The SQLite reader and the folder reader agree on the same records."""
+    from journal._alchemy_state import find_store, read_records
+
+    project = copy_of(deployed, tmp_path)
+    folder = read_records(find_store(project), lambda: PASSWORD)
+    db = tmp_path / "state.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE resources (id TEXT, scope TEXT, status TEXT, kind TEXT, fqn TEXT, "
+            "seq INTEGER, data TEXT, props TEXT, oldProps TEXT, output TEXT)"
+        )
+        for f in sorted((project / ".alchemy").rglob("*.json")):
+            r = json.loads(f.read_text())
+            conn.execute(
+                "INSERT INTO resources VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    r["id"],
+                    json.dumps([APP, "test"]),
+                    r["status"],
+                    r["kind"],
+                    r["fqn"],
+                    r["seq"],
+                    json.dumps(r["data"]),
+                    json.dumps(r.get("props")),
+                    None,
+                    json.dumps(r["output"]),
+                ),
+            )
+    conn.close()
+    rows = read_records(find_store(db), lambda: PASSWORD)
+    key = lambda r: r.id  # noqa: E731
+    assert [(r.id, r.kind, r.output, r.props) for r in sorted(rows, key=key)] == [
+        (r.id, r.kind, r.output, r.props) for r in sorted(folder, key=key)
+    ]
+
+
+def _env() -> dict[str, str]:
+    return {"ALCHEMY_PASSWORD": PASSWORD, "JOURNAL_PASSWORD": PASSWORD}
