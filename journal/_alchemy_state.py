@@ -265,7 +265,7 @@ def decrypt_secret(value: object, password: str) -> str:
     salt = _b64(value.get("salt"), "salt")
     iv = _b64(value.get("iv"), "iv")
     data = _b64(value.get("ciphertext"), "ciphertext") + _b64(value.get("tag"), "tag")
-    key = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)  # type: ignore[arg-type]
+    key = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
     try:
         return AESGCM(key).decrypt(iv, data, None).decode("utf-8")
     except InvalidTag:

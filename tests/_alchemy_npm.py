@@ -89,7 +89,7 @@ def alchemy_home() -> Path:
         )
         specs = [f"{name}@{version}" for name, version in PACKAGES.items()]
         proc = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--save-exact", "--ignore-scripts"] + specs,
+            [npm, "install", "--no-audit", "--no-fund", "--save-exact", "--ignore-scripts", *specs],
             cwd=staging,
             capture_output=True,
             text=True,

@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _alchemy_npm import run_alchemy
 from click.testing import CliRunner, Result
 
 from journal._journal import Journal
 from journal._projection import load_state
 from journal.cli import cli
 from journal.resources.prisma_postgres.local import LocalPrismaApi
-
-from _alchemy_npm import run_alchemy
 
 SHARED_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
