@@ -109,17 +109,23 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalPrismaApi]:
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One Alchemy deployment of the minimal example, for tests that only read its state."""
+def deployed_on(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, LocalPrismaApi]]:
+    """One Alchemy deployment of the minimal example, for tests that read its state (and the
+    local API it lives on)."""
     server = _server()
     try:
         project = tmp_path_factory.mktemp("alchemy") / "app"
         env = {"PRISMA_SERVICE_TOKEN": "token-a", "ALCHEMY_PASSWORD": PASSWORD}
         run_alchemy(project, MINIMAL_TS, api_url=server.url, env=env)
-        yield project
+        yield project, server
     finally:
         server.purge()
         server.stop()
+
+
+@pytest.fixture
+def deployed(deployed_on: tuple[Path, LocalPrismaApi]) -> Path:
+    return deployed_on[0]
 
 
 def copy_of(project: Path, tmp_path: Path) -> Path:
@@ -336,8 +342,11 @@ def test_an_unknown_kind_is_listed_not_dropped(deployed: Path, tmp_path: Path) -
 
 
 def test_unfinished_records_are_reported_or_recorded_as_pending(
-    deployed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    deployed_on: tuple[Path, LocalPrismaApi], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    deployed, server = deployed_on
+    monkeypatch.setenv("PRISMA_API_URL", server.url)
+    monkeypatch.setenv("PRISMA_SERVICE_TOKEN", "token-a")
     project = copy_of(deployed, tmp_path)
     file = project / ".alchemy" / APP / "test" / "connection.json"
     record = json.loads(file.read_text())
@@ -363,6 +372,13 @@ def test_unfinished_records_are_reported_or_recorded_as_pending(
     pending = state.resources["connection"]
     assert pending.pending is not None and pending.pending["op"] == "create"
     assert pending.deps == ["database"] and pending.outputs is None
+
+    # the next run resolves it: the connection Alchemy did create is found, not made twice
+    program = translate("minimal", project)
+    resolved = journal("deploy", str(program), "--journal", str(b), "--stage", "test", env=_env())
+    assert "1 recovered" in resolved.stdout and "3 unchanged" in resolved.stdout, resolved.stdout
+    names = [c.name for c in server.inventory().connections]
+    assert names.count("app-connection") == 1
 
 
 def test_a_stage_the_journal_holds_is_not_imported_twice(deployed: Path, tmp_path: Path) -> None:
@@ -422,3 +438,15 @@ def test_sqlite_rows_read_like_files(deployed: Path, tmp_path: Path) -> None:
 
 def _env() -> dict[str, str]:
     return {"ALCHEMY_PASSWORD": PASSWORD, "JOURNAL_PASSWORD": PASSWORD}
+
+
+def test_no_password_or_an_unknown_stage_is_a_clear_usage_error(
+    deployed: Path, tmp_path: Path
+) -> None:
+    project = copy_of(deployed, tmp_path)
+    env = {"ALCHEMY_PASSWORD": "", "JOURNAL_PASSWORD": PASSWORD}
+    result = journal("import-alchemy", str(project), "--yes", env=env, code=2)
+    assert "the Alchemy state holds secrets: set ALCHEMY_PASSWORD" in result.stderr
+    result = journal("import-alchemy", str(project), "--stage", "prod", env=_env(), code=2)
+    assert "has no stage prod (it holds prisma-postgres-example/test)" in result.stderr
+    assert not (project / ".journal").exists()
