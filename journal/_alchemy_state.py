@@ -48,6 +48,7 @@ SQLITE_NAME: Final = "state.sqlite"
 _KIND: Final = "Symbol(alchemy::ResourceKind)"
 _ID: Final = "Symbol(alchemy::ResourceID)"
 _FQN: Final = "Symbol(alchemy::ResourceFQN)"
+_WRONG: Final = "ALCHEMY_PASSWORD does not decrypt this Alchemy secret"
 _SCRYPT: Final = {"n": 16384, "r": 8, "p": 1, "dklen": 32, "maxmem": 64 * 1024 * 1024}
 
 
@@ -269,7 +270,7 @@ def decrypt_secret(value: object, password: str) -> str:
     try:
         return AESGCM(key).decrypt(iv, data, None).decode("utf-8")
     except InvalidTag:
-        raise WrongPasswordError("ALCHEMY_PASSWORD") from None
+        raise WrongPasswordError(_WRONG) from None
 
 
 def _libsodium_open(text: str, password: str) -> str:
@@ -283,7 +284,7 @@ def _libsodium_open(text: str, password: str) -> str:
     try:
         return nacl.secret.SecretBox(key).decrypt(box, nonce).decode("utf-8")
     except nacl.exceptions.CryptoError:
-        raise WrongPasswordError("ALCHEMY_PASSWORD") from None
+        raise WrongPasswordError(_WRONG) from None
 
 
 class _Decoder:

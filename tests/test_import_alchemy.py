@@ -13,6 +13,7 @@ import json
 import logging
 import shutil
 import sqlite3
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -335,9 +336,14 @@ def test_an_unknown_kind_is_listed_not_dropped(deployed: Path, tmp_path: Path) -
         "output": {"id": "w", "url": "https://w.example.workers.dev"},
     }
     (folder / "worker.json").write_text(json.dumps(worker))
+    nested = json.loads((folder / "project.json").read_text())
+    nested["fqn"] = f"{APP}/test/team/project"
+    (folder / "team").mkdir()
+    (folder / "team" / "project.json").write_text(json.dumps(nested))
     result = journal("import-alchemy", str(project), "--yes", env=_env())
     assert "left out, not supported:" in result.stdout
     assert "worker (cloudflare::Worker): kind not supported yet" in result.stdout
+    assert "team/project (prisma::Project): in a nested scope" in result.stdout
     assert "imported prisma-postgres-example/test: 3 resource(s)" in result.stdout
 
 
@@ -450,3 +456,29 @@ def test_no_password_or_an_unknown_stage_is_a_clear_usage_error(
     result = journal("import-alchemy", str(project), "--stage", "prod", env=_env(), code=2)
     assert "has no stage prod (it holds prisma-postgres-example/test)" in result.stderr
     assert not (project / ".journal").exists()
+
+
+def test_both_of_alchemys_secret_formats_decrypt(tmp_path: Path) -> None:
+    """Secrets encrypted by Alchemy's own code: v1 (scrypt + AES-256-GCM) and the older
+    libsodium string; a wrong password is WrongPasswordError, never garbage."""
+    from _alchemy_npm import alchemy_home
+
+    from journal._alchemy_state import decrypt_secret
+    from journal._errors import WrongPasswordError
+
+    module = alchemy_home() / "node_modules" / "alchemy" / "lib" / "encrypt.js"
+    script = tmp_path / "encrypt.mjs"
+    script.write_text(
+        f'import {{ encrypt, libsodiumEncrypt }} from "{module.as_uri()}";\n'
+        'const value = "postgres://u:p\\u00e4ss@h:5432/db";\n'
+        "console.log(JSON.stringify({ v1: await encrypt(value, process.argv[2]),\n"
+        "  legacy: await libsodiumEncrypt(value, process.argv[2]) }));\n"
+    )
+    out = subprocess.run(
+        ["node", str(script), PASSWORD], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    secrets = json.loads(out)
+    for form in ("v1", "legacy"):
+        assert decrypt_secret(secrets[form], PASSWORD) == "postgres://u:p\u00e4ss@h:5432/db"
+        with pytest.raises(WrongPasswordError):
+            decrypt_secret(secrets[form], "wrong")
