@@ -222,6 +222,21 @@ def test_minimal_example_comes_over_and_redeploys_as_a_noop(
     assert f"import-alchemy ({project / '.alchemy'})" in runs[0]
     assert str(project / ".alchemy" / APP / "test" / "connection.json") in history
 
+    # the import is a point to roll back to like any other: references re-resolve to the
+    # imported objects (the new connection is made on the imported database)
+    with Journal.open(db) as jr:
+        imported_at = next(
+            e.seq for e in jr.read(f"{APP}/test") if e.payload["type"] == "run.finished"
+        )
+    program.write_text(program.read_text().replace('"app-connection"', '"app-connection-2"'))
+    changed = journal("deploy", str(program), "--stage", "test")
+    assert "1 replaced" in changed.stdout and "2 unchanged" in changed.stdout, changed.stdout
+    rolled = journal("rollback", str(imported_at), *at, "--yes")
+    assert "1 replaced" in rolled.stdout, rolled.stdout
+    conns = [c for c in api.inventory().connections if c.name.startswith("app-connection")]
+    assert [c.name for c in conns] == ["app-connection"]
+    assert conns[0].database_id == exported["databaseId"]
+
     destroyed = journal("destroy", *at, "--yes")
     assert "1 deleted" in destroyed.stdout and "2 forgotten" in destroyed.stdout
     inventory = api.inventory()
