@@ -497,3 +497,83 @@ def test_both_of_alchemys_secret_formats_decrypt(tmp_path: Path) -> None:
         assert decrypt_secret(secrets[form], PASSWORD) == "postgres://u:p\u00e4ss@h:5432/db"
         with pytest.raises(WrongPasswordError):
             decrypt_secret(secrets[form], "wrong")
+
+
+# --- without Node.js: the same format, written here -----------------------------------------
+
+
+def _alchemy_secret(value: str, password: str) -> dict[str, Any]:
+    """A secret as Alchemy 0.94 writes it (src/encrypt.ts): scrypt, then AES-256-GCM."""
+    import base64
+    import os
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    salt, iv = os.urandom(16), os.urandom(12)
+    key = hashlib.scrypt(password.encode(), salt=salt, n=16384, r=8, p=1, dklen=32)
+    sealed = AESGCM(key).encrypt(iv, value.encode(), None)
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return {"@secret": {"version": "v1", "ciphertext": b64(sealed[:-16]), "iv": b64(iv),
+                        "salt": b64(salt), "tag": b64(sealed[-16:])}}  # fmt: skip
+
+
+def test_an_imported_resource_folds_like_a_created_one(tmp_path: Path) -> None:
+    from journal._events import make_event
+    from journal._projection import fold
+
+    fields = {
+        "resource": "project",
+        "resource_type": "prisma-postgres.Project",
+        "props": {"name": "n", "region": None},
+        "outputs": {"id": "p1", "name": "n", "workspace_id": "w", "region": None,
+                    "created_at": ""},
+        "deps": [],
+        "refs": {},
+        "delete": False,
+        "options": {"adopt": False, "service_token": None, "endpoint": "local"},
+    }  # fmt: skip
+
+    class Ev:
+        def __init__(self, payload: dict[str, Any]) -> None:
+            self.seq, self.version, self.payload = 1, 1, payload
+
+    created = fold("a/s", [Ev(make_event("resource.created", **fields))])
+    imported = fold("a/s", [Ev(make_event("resource.imported", source="x.json", **fields))])
+    assert imported.to_json() == created.to_json()
+
+
+def test_a_state_written_without_node_imports(tmp_path: Path) -> None:
+    """Runs everywhere: records in Alchemy 0.94's shape, written by this test."""
+    folder = tmp_path / "app" / ".alchemy" / APP / "dev"
+    folder.mkdir(parents=True)
+    meta = {"Symbol(alchemy::ResourceKind)": "prisma::Project",
+            "Symbol(alchemy::ResourceID)": "project",
+            "Symbol(alchemy::ResourceFQN)": f"{APP}/dev/project",
+            "Symbol(alchemy::ResourceScope)": {"@scope": None}}  # fmt: skip
+    project_out = {**meta, "id": "proj_1", "name": f"{APP}-project-dev",
+                   "createdAt": "2026-01-01T00:00:00.000Z",
+                   "workspace": {"id": "wksp_1", "name": "W"}}  # fmt: skip
+    records = {
+        "project": {"kind": "prisma::Project", "id": "project", "fqn": f"{APP}/dev/project",
+                    "seq": 0, "status": "created", "data": {}, "output": project_out,
+                    "props": {"serviceToken": _alchemy_secret("tok-1", PASSWORD)}},
+        "database": {"kind": "prisma::Database", "id": "database",
+                     "fqn": f"{APP}/dev/database", "seq": 1, "status": "created", "data": {},
+                     "props": {"project": project_out, "region": "eu-west-3", "delete": True},
+                     "output": {"id": "db_1", "name": f"{APP}-database-dev",
+                                "region": "eu-west-3", "status": "ready",
+                                "createdAt": "2026-01-01T00:00:00.000Z",
+                                "project": "proj_1"}},
+    }  # fmt: skip
+    for rid, body in records.items():
+        (folder / f"{rid}.json").write_text(json.dumps(body))
+    out = journal("import-alchemy", str(tmp_path / "app"), "--yes", env=_env()).stdout
+    assert "service token: ********" in out and "tok-1" not in out
+    with Journal.open(tmp_path / "app" / ".journal" / "journal.db", password=PASSWORD) as jr:
+        state = load_state(jr, f"{APP}/dev")
+    project, database = state.resources["project"], state.resources["database"]
+    assert project.options["service_token"] == {"$secret": "tok-1"}
+    assert project.delete is False and database.delete is True
+    assert database.refs == {"project": "project"} and database.deps == ["project"]
+    assert database.props == {"project": "proj_1", "region": "eu-west-3",
+                              "name": f"{APP}-database-dev", "is_default": False}  # fmt: skip
