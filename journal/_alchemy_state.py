@@ -100,6 +100,7 @@ class Store:
 
 def find_store(path: Path) -> Store:
     """PATH may be the project folder, its ``.alchemy`` folder, or ``state.sqlite``."""
+    path = path.resolve()  # history names the source unambiguously
     if not path.exists():
         raise AlchemyStateError(f"{path}: no such file or folder; give the Alchemy project folder")
     if path.is_file():

@@ -480,7 +480,7 @@ def _stage_events(sp: StagePlan, store: Store, run_id: str, started: float) -> l
                         outputs=p.outputs,
                     )
                 )
-        key = "pending" if p.pending else "import"
+        key = "pending" if p.pending else "imported"
         counts[key] = counts.get(key, 0) + 1
     events.append(
         make_event(
