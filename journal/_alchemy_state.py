@@ -45,6 +45,8 @@ SETTLED: Final = frozenset({"created", "updated"})
 STATUSES: Final = frozenset({"creating", "created", "updating", "updated", "deleting", "deleted"})
 SQLITE_NAME: Final = "state.sqlite"
 
+#: what else Alchemy keeps in .alchemy/ (logs, pids, bundles, local dev, miniflare): not state
+_NOT_STATE: Final = frozenset({"logs", "pids", "out", "local", "miniflare"})
 _KIND: Final = "Symbol(alchemy::ResourceKind)"
 _ID: Final = "Symbol(alchemy::ResourceID)"
 _FQN: Final = "Symbol(alchemy::ResourceFQN)"
@@ -119,7 +121,7 @@ def find_store(path: Path) -> Store:
         )
     project = dot.parent
     sqlite_file = dot / SQLITE_NAME
-    has_json = any(dot.glob("*/*/**/*.json"))
+    has_json = any(_state_files(dot))
     if sqlite_file.is_file() and not has_json:
         return Store("sqlite", sqlite_file, project)
     if sqlite_file.is_file() and has_json:
@@ -166,8 +168,15 @@ def _check_body(body: object, source: str) -> dict[str, Any]:
     return body
 
 
+def _state_files(dot: Path) -> Iterator[Path]:
+    """``<app>/<stage>/**/<id>.json``, outside the folders Alchemy uses for other things."""
+    for app in sorted(dot.iterdir()):
+        if app.is_dir() and not app.name.startswith(".") and app.name not in _NOT_STATE:
+            yield from sorted(app.glob("*/**/*.json"))
+
+
 def _folder_records(dot: Path) -> Iterator[RawRecord]:
-    for file in sorted(dot.glob("*/*/**/*.json")):
+    for file in _state_files(dot):
         rel = file.relative_to(dot).parts
         app, stage, scope = rel[0], rel[1], tuple(rel[2:-1])
         text = file.read_text(encoding="utf-8", errors="strict")

@@ -355,6 +355,10 @@ def test_an_unknown_kind_is_listed_not_dropped(deployed: Path, tmp_path: Path) -
     nested["fqn"] = f"{APP}/test/team/project"
     (folder / "team").mkdir()
     (folder / "team" / "project.json").write_text(json.dumps(nested))
+    # what else Alchemy keeps in .alchemy (local dev, logs) is not state
+    other = project / ".alchemy" / "miniflare" / "v3" / "d1"
+    other.mkdir(parents=True)
+    (other / "meta.json").write_text("{not state")
     result = journal("import-alchemy", str(project), "--yes", env=_env())
     assert "left out, not supported:" in result.stdout
     assert "worker (cloudflare::Worker): kind not supported yet" in result.stdout
