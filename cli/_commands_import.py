@@ -165,11 +165,18 @@ def import_alchemy(
     for r in results:
         extra = f", {r.pending} pending" if r.pending else ""
         state.out.echo(f"imported {r.app}/{r.stage}: {r.imported} resource(s){extra}")
-    state.out.echo(
-        "next: `journal deploy <your alchemy.run.py>` "
-        + (f"--stage {results[0].stage} " if len(results) == 1 else "")
-        + "should report every resource unchanged"
-    )
+    pending = sum(r.pending for r in results)
+    stage = f" --stage {results[0].stage}" if len(results) == 1 else ""
+    if pending:
+        state.out.echo(
+            f"next: `journal deploy{stage}` resolves the {pending} pending operation(s) first, "
+            "by reading the remote objects"
+        )
+    else:
+        state.out.echo(
+            f"next: `journal deploy{stage}` of the translated program should report every "
+            "resource unchanged"
+        )
 
 
 COMMANDS = [import_alchemy]

@@ -581,3 +581,17 @@ def test_a_state_written_without_node_imports(tmp_path: Path) -> None:
     assert database.refs == {"project": "project"} and database.deps == ["project"]
     assert database.props == {"project": "proj_1", "region": "eu-west-3",
                               "name": f"{APP}-database-dev", "is_default": False}  # fmt: skip
+
+    # an update Alchemy did not finish: the object as it was, and the replace as an intent
+    body = records["database"]
+    body |= {"status": "updating", "oldProps": dict(body["props"]), "seq": 2}
+    body["props"] = {**body["props"], "name": "renamed"}
+    (folder / "database.json").write_text(json.dumps(body))
+    db = tmp_path / "pending.db"
+    args = ["import-alchemy", str(tmp_path / "app"), "--journal", str(db), "--yes"]
+    journal(*args, "--include-pending", env=_env())
+    with Journal.open(db, password=PASSWORD) as jr:
+        database = load_state(jr, f"{APP}/dev").resources["database"]
+    assert database.props["name"] == f"{APP}-database-dev" and database.exists
+    assert database.pending is not None and database.pending["op"] == "replace"
+    assert database.pending["props"]["name"] == "renamed"

@@ -61,7 +61,8 @@ def _token(rec: AlchemyRecord, mapped: Mapped) -> None:
 
 
 def _name(rec: AlchemyRecord) -> str:
-    for value in (rec.output.get("name"), rec.props.get("name")):
+    """As Alchemy decides it: the prop, else the object's name, else the default name."""
+    for value in (rec.props.get("name"), rec.output.get("name")):
         if isinstance(value, str) and value:
             return value
     return Linker.physical_name(rec)
