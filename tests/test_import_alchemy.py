@@ -595,3 +595,20 @@ def test_a_state_written_without_node_imports(tmp_path: Path) -> None:
     assert database.props["name"] == f"{APP}-database-dev" and database.exists
     assert database.pending is not None and database.pending["op"] == "replace"
     assert database.pending["props"]["name"] == "renamed"
+
+
+def test_on_a_terminal_the_password_is_asked_and_the_import_confirmed(
+    deployed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import journal.cli._output as output
+
+    monkeypatch.setattr(output, "_isatty", lambda stream: True)
+    monkeypatch.delenv("JOURNAL_PASSWORD")
+    project = copy_of(deployed, tmp_path)
+    declined = journal("import-alchemy", str(project), input=f"{PASSWORD}\nn\n", code=1)
+    assert "Import 3 resource(s) into" in declined.stderr
+    assert not (project / ".journal").exists(), "declining writes nothing"
+    journal("import-alchemy", str(project), input=f"{PASSWORD}\ny\n")
+    # with neither JOURNAL_PASSWORD nor ALCHEMY_PASSWORD set, the journal takes the one asked
+    with Journal.open(project / ".journal" / "journal.db", password=PASSWORD) as jr:
+        assert len(load_state(jr, f"{APP}/test").resources) == 3
