@@ -10,7 +10,7 @@ import click
 
 from journal._errors import MissingPasswordError
 
-from ._commands_common import State, app_option, journal_option, pass_state, yes_option
+from ._commands_common import State, journal_option, pass_state, yes_option
 from ._output import shown, value_text
 
 if TYPE_CHECKING:
@@ -107,7 +107,13 @@ def _journal_password(asked: list[str]) -> str | None:
     metavar="STAGE",
     help="Import only this Alchemy stage (repeat for several) [default: every stage].",
 )
-@app_option
+@click.option(
+    "--app",
+    "app_name",
+    metavar="APP",
+    default=None,
+    help="Import only this Alchemy app [default: every app in the state].",
+)
 @click.option(
     "--include-pending",
     is_flag=True,
