@@ -85,6 +85,10 @@ MAX_IDLE_READERS: Final = 8
 INCOMPLETE_KEY: Final = "incomplete"
 #: how often creation re-reads a location that changes under it before giving up
 _CREATE_ATTEMPTS: Final = 50
+#: what ``link`` answers on a file system without hard links (then creation renames instead)
+_NO_HARD_LINKS: Final = frozenset(
+    {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
+)
 
 _EVENT_COLUMNS: Final = "seq, stream, version, key_id, prev_hash, hash, data"
 _HEAD_SQL: Final = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
@@ -468,15 +472,10 @@ class SQLiteStore(Store):
         staged = self._stage(meta)
         try:
             for _ in range(_CREATE_ATTEMPTS):
-                try:
-                    os.link(staged, self._path)
-                except FileExistsError:
-                    pass  # someone was first, or something else is there: read it
-                except OSError as exc:
-                    raise StorageError(f"cannot create the journal at {self._path}: {exc}") from exc
-                else:
+                if self._publish(staged):
                     _fsync_dir(folder)
                     return meta
+                # someone was first, or something else is there: read it
                 try:
                     existing = self.read_meta()
                 except NotAJournalError:
@@ -494,6 +493,35 @@ class SQLiteStore(Store):
             for suffix in ("", "-wal", "-shm", "-journal"):
                 with contextlib.suppress(OSError):
                     os.unlink(staged + suffix)
+
+    def _publish(self, staged: str) -> bool:
+        """Put the staged journal at the location unless something is there; True if done.
+
+        ``link`` is atomic and fails if the name exists. Where a file system has no hard
+        links, an exclusive lock on ``<db>.create-lock`` serializes check-then-rename."""
+        try:
+            os.link(staged, self._path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise StorageError(f"cannot create the journal at {self._path}: {exc}") from exc
+        lock_path = self._path + ".create-lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot create the journal at {self._path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held for a rename only: never long
+            if os.path.lexists(self._path):
+                return False
+            os.rename(staged, self._path)
+            return True
+        except OSError as exc:
+            raise StorageError(f"cannot create the journal at {self._path}: {exc}") from exc
+        finally:
+            os.close(fd)
 
     def _stage(self, meta: Meta) -> str:
         """Build the complete journal in a private file next to the location; its path."""

@@ -4,6 +4,7 @@ compare-and-swap rekeys, chosen passwords, and waits that are reported as they w
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import queue
@@ -145,6 +146,21 @@ def _race(locations: list[str]) -> None:
 def test_processes_racing_to_create_a_sqlite_journal(tmp_path: Path) -> None:
     """8 processes x 200 brand-new journals: one journal each time, zero failures."""
     _race([str(tmp_path / f"j{i}" / "journal.db") for i in range(RACE_ITERATIONS)])
+
+
+def test_processes_racing_to_create_without_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system without hard links (link answers EPERM): creation falls back to a
+    rename under an exclusive lock, with the same guarantees. The forked workers inherit
+    the patched ``os.link``."""
+
+    def no_link(*_: object, **__: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_link)
+    _race([str(tmp_path / f"j{i}" / "journal.db") for i in range(PG_RACE_ITERATIONS)])
+    assert (tmp_path / "j0" / "journal.db.create-lock").exists()  # the fallback did it
 
 
 def test_processes_racing_to_create_a_postgres_journal(database: str) -> None:
