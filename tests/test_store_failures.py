@@ -19,6 +19,8 @@ import memory_provider as mp
 import pytest
 from click.testing import CliRunner, Result
 
+from journal._errors import StorageError
+from journal._journal import Journal
 from journal.cli import cli
 
 PROGRAM = """
@@ -170,6 +172,12 @@ def test_a_journal_on_a_read_only_file_system_can_be_read(project: Path) -> None
         assert "one" in run("show", code=0).stdout
         refused = run("deploy", code=1)
         assert "read-only" in refused.stderr.lower()
+        with Journal.open(_journal(project), create=False) as jr:
+            assert jr.verify().events > 0
+            with pytest.raises(StorageError, match=r"read-only \(it is on a read-only file"):
+                jr.append("demo/dev", [{"type": "x"}])
+            with pytest.raises(StorageError, match=r"can be read .* but not written"):
+                jr.rekey("a new password here")
     after = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     assert after == before
 
@@ -195,8 +203,6 @@ MIGRATOR = textwrap.dedent(
 
 
 def _source(project: Path) -> Path:
-    from journal._journal import Journal
-
     source = project / "source.db"
     with Journal.open(source) as jr:
         for n in range(3):
