@@ -335,7 +335,10 @@ class Journal:
                         f"no journal at {store.location}: deploy first, or check --journal "
                         "(or JOURNAL_URL) points at the right journal"
                     )
-                check_new_password(secret, "the password of a new journal")
+                source = " (from JOURNAL_PASSWORD or ALCHEMY_PASSWORD)" if password is None else ""
+                check_new_password(
+                    secret, f"the password of the new journal at {store.location}{source}"
+                )
                 fresh = cls._new_meta(secret, kdf or KdfParams.from_env())
                 meta = store.create(fresh, replace=new)
             if meta.incomplete and not allow_incomplete:
