@@ -35,6 +35,8 @@ class State:
     stage: str | None = None
     yes: bool = False
     profile: str | None = None
+    #: --new: a file in the way of a new journal (empty, not a journal) may be moved aside
+    new: bool = False
     out: Output = field(default_factory=Output)
 
     def stage_name(self) -> str:
@@ -69,8 +71,26 @@ class State:
     def open_journal(self, *, create: bool = False) -> Iterator[Journal]:
         from journal._journal import Journal
 
-        with Journal.open(self.location(), create=create) as jr:
+        with Journal.open(self.location(), create=create, new=create and self.new) as jr:
+            self._report_set_aside(jr)
             yield jr
+
+    def prepare_new_journal(self, location: str) -> None:
+        """With --new, before a run: if what is at ``location`` is not a journal (an empty
+        file, another database), move it aside and create the journal now."""
+        if not self.new:
+            return
+        from journal._journal import Journal
+
+        with Journal.open(location, create=True, new=True) as jr:
+            self._report_set_aside(jr)
+
+    def _report_set_aside(self, jr: Journal) -> None:
+        if jr.store.set_aside is not None:
+            self.out.err(
+                f"--new: what was at {jr.location} is not a journal; it was moved to "
+                f"{jr.store.set_aside} and a new journal was started"
+            )
 
     def confirm(self, question: str, *, action: str) -> None:
         """Ask on a terminal unless ``--yes``; without a terminal, refuse (exit 2)."""
@@ -106,6 +126,19 @@ def journal_option(f: F) -> F:
         help="The journal: an SQLite file or postgresql:// URL "
         "[default: $JOURNAL_URL, else .journal/journal.db next to the program, "
         "or in the current folder for commands that run no program].",
+    )(f)
+
+
+def new_option(f: F) -> F:
+    return click.option(
+        "--new",
+        is_flag=True,
+        default=False,
+        expose_value=False,
+        callback=_setter("new"),
+        help="Start a new journal even if a file that is not a journal (an empty file, "
+        "another database) is at its location: that file is moved aside, never deleted. "
+        "Without --new it is refused, so a journal that lost its contents is not re-created.",
     )(f)
 
 

@@ -19,6 +19,7 @@ from ._commands_common import (
     app_option,
     common_options,
     concurrency_option,
+    new_option,
     pass_state,
     program_argument,
 )
@@ -184,6 +185,7 @@ def _program(program: Path | None) -> Path:
 )
 @postgres_url_option
 @concurrency_option
+@new_option
 @pass_state
 def deploy(
     state: State,
@@ -199,6 +201,7 @@ def deploy(
     the program no longer declares (only if every resource succeeded). Exits 1 if a resource
     failed. Deploy never asks for confirmation; --yes is accepted for scripts."""
     path = _program(program)
+    state.prepare_new_journal(state.program_location(path))
     with _maybe_local(state, _pg_data(path), local, postgres_url):
         _run(state, path, "deploy", concurrency)
 
@@ -231,6 +234,7 @@ def plan(state: State, program: Path | None, local: bool, postgres_url: str | No
 @postgres_url_option
 @concurrency_option
 @click.option("--once", is_flag=True, default=False, help="Deploy once and exit (no watching).")
+@new_option
 @pass_state
 def dev(
     state: State,
@@ -249,6 +253,7 @@ def dev(
     from journal._dev import DevLoop
 
     path = _program(program)
+    state.prepare_new_journal(state.program_location(path))
     out = state.out
 
     def make_settings() -> RunSettings:

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from journal._errors import UsageError
+from journal._errors import IntegrityError, NoJournalError, NotAJournalError, UsageError
 
 from ._commands_common import (
     State,
     app_option,
     common_options,
     journal_option,
+    new_option,
     pass_state,
     profile_option,
 )
@@ -220,9 +221,20 @@ def verify(state: State, expect_head: str | None) -> None:
 
     Walks the hash chain and opens every event and snapshot.
     Prints the number of events and the head (pin it somewhere safe and pass it back with
-    --expect-head). Exits 1 naming the first bad sequence."""
-    with state.open_journal() as jr:
-        report = jr.verify(expect_head=expect_head)
+    --expect-head). Exits 1 naming the first bad sequence. With --expect-head, a journal
+    that is missing or empty has lost its history: exits 1."""
+    try:
+        with state.open_journal() as jr:
+            report = jr.verify(expect_head=expect_head)
+    except (NoJournalError, NotAJournalError) as exc:
+        if expect_head is None or (isinstance(exc, NotAJournalError) and not exc.empty):
+            raise
+        what = "missing" if isinstance(exc, NoJournalError) else "empty"
+        raise IntegrityError(
+            f"the journal at {state.location()} is {what}, but --expect-head says it held "
+            f"history up to {expect_head.strip()}: its history is lost; restore the journal "
+            "from a backup (do not deploy: that would create every resource again)"
+        ) from exc
     state.out.echo(f"ok: {report.events} event(s) in {report.streams} stream(s) verified")
     state.out.echo(f"head: {report.head_seq}:{report.head_hash}")
 
@@ -234,7 +246,12 @@ def rekey(state: State) -> None:
     """Change the journal's password (events are not rewritten).
 
     The current password comes from JOURNAL_PASSWORD (or ALCHEMY_PASSWORD); the new one from
-    JOURNAL_NEW_PASSWORD, or is asked twice on a terminal. Never pass it as an argument."""
+    JOURNAL_NEW_PASSWORD, or is asked twice on a terminal. Never pass it as an argument.
+    The new password must have at least 8 characters (not counting leading or trailing
+    spaces). If another rekey changed the password meanwhile, this one fails and changes
+    nothing."""
+    from journal._journal import check_new_password
+
     new = os.environ.get(NEW_PASSWORD_ENV)
     if not new:
         if not state.out.interactive:
@@ -244,6 +261,7 @@ def rekey(state: State) -> None:
         new = click.prompt(
             "new journal password", hide_input=True, confirmation_prompt=True, err=True
         )
+    check_new_password(new)
     with state.open_journal() as jr:
         jr.rekey(new)
     state.out.echo(
@@ -257,6 +275,7 @@ def rekey(state: State) -> None:
 @click.command()
 @journal_option
 @profile_option
+@new_option
 @click.option(
     "--provider",
     type=click.Choice(sorted(TOKEN_NAMES)),

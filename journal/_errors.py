@@ -8,15 +8,20 @@ boundary with ``raise Ours(...) from exc``.
     ├── UsageError                 bad input from the user (exit 2)
     │   ├── ValidationError        a resource's props are invalid (names resource and field)
     │   ├── ProgramError           the program cannot be loaded, defines no app, or raised
-    │   └── UnknownSequenceError   rollback/state_at to a sequence that does not exist
+    │   ├── UnknownSequenceError   rollback/state_at to a sequence that does not exist
+    │   └── NoJournalError         no journal at the location (and none may be created)
     ├── PasswordError              (exit 2: the user must fix the environment)
     │   ├── MissingPasswordError   neither JOURNAL_PASSWORD nor ALCHEMY_PASSWORD set
-    │   └── WrongPasswordError     the password does not unwrap the journal's data key
+    │   ├── WrongPasswordError     the password does not unwrap the journal's data key
+    │   └── WeakPasswordError      a new password that is blank or too short
     ├── StoreError                 the journal store failed (exit 1)
     │   ├── ConflictError          optimistic concurrency: the stream moved on (stale writer)
     │   ├── LockedError            another run holds the stream's lock (names the holder)
     │   ├── IntegrityError         verification failed (names the first bad sequence)
     │   ├── UnsupportedJournalError  written by a newer version of journal, or not a journal
+    │   │   ├── NotAJournalError     an empty file, or one that holds something else
+    │   │   └── IncompleteJournalError  a copy left unfinished by an interrupted migrate
+    │   ├── KeysChangedError       a rekey lost the race to another rekey (nothing changed)
     │   └── StorageError           disk full, read-only, unreachable database, ...
     ├── ProviderError              a provider call failed (names resource and operation)
     │   ├── MissingCredentialsError  no service token (says which variable to set)
@@ -39,12 +44,16 @@ __all__ = [
     "ApiError",
     "AuthenticationError",
     "ConflictError",
+    "IncompleteJournalError",
     "IntegrityError",
     "JournalError",
+    "KeysChangedError",
     "LocalServerError",
     "LockedError",
     "MissingCredentialsError",
     "MissingPasswordError",
+    "NoJournalError",
+    "NotAJournalError",
     "NotFoundError",
     "PasswordError",
     "ProgramError",
@@ -60,6 +69,7 @@ __all__ = [
     "UnsupportedJournalError",
     "UsageError",
     "ValidationError",
+    "WeakPasswordError",
     "WrongPasswordError",
 ]
 
@@ -102,6 +112,10 @@ class UnknownSequenceError(UsageError):
     """A sequence number that the journal does not hold."""
 
 
+class NoJournalError(UsageError):
+    """There is no journal at the location, and the command does not create one."""
+
+
 # --- passwords -----------------------------------------------------------------------------
 
 
@@ -125,6 +139,10 @@ class WrongPasswordError(PasswordError):
             or "the password does not open this journal: check JOURNAL_PASSWORD "
             "(or ALCHEMY_PASSWORD); nothing was written"
         )
+
+
+class WeakPasswordError(PasswordError):
+    """A password being chosen (new journal, rekey) is blank or too short."""
 
 
 # --- store ---------------------------------------------------------------------------------
@@ -169,6 +187,25 @@ class IntegrityError(StoreError):
 
 class UnsupportedJournalError(StoreError):
     exit_code = 2
+
+
+class NotAJournalError(UnsupportedJournalError):
+    """The location holds a file that is not a journal: empty (``empty``), not an SQLite
+    database, or a database without the journal's tables. Never re-created silently."""
+
+    def __init__(self, message: str, *, empty: bool = False):
+        self.empty = empty
+        super().__init__(message)
+
+
+class IncompleteJournalError(UnsupportedJournalError):
+    """A journal whose creation by ``journal migrate`` never finished: refused."""
+
+    exit_code = 1
+
+
+class KeysChangedError(StoreError):
+    """A rekey found other key material than it read: another rekey won; nothing changed."""
 
 
 class StorageError(StoreError):

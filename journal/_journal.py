@@ -35,11 +35,15 @@ import nacl.pwhash.argon2id
 from . import _crypto
 from ._errors import (
     ConflictError,
+    IncompleteJournalError,
     IntegrityError,
     MissingPasswordError,
+    NoJournalError,
+    NotAJournalError,
     StoreError,
     UnknownSequenceError,
     UsageError,
+    WeakPasswordError,
 )
 from ._secret import Secret
 from ._store import (
@@ -53,11 +57,20 @@ from ._store import (
     open_store,
 )
 
-__all__ = ["Event", "Journal", "KdfParams", "VerifyReport"]
+__all__ = [
+    "MIN_PASSWORD_LENGTH",
+    "Event",
+    "Journal",
+    "KdfParams",
+    "VerifyReport",
+    "check_new_password",
+]
 
 #: most append requests / rows one group-commit transaction takes (a bigger request goes alone)
 MAX_GROUP: Final = 256
 MAX_GROUP_ROWS: Final = 20_000
+#: the shortest password a new journal or a rekey accepts (leading/trailing blanks not counted)
+MIN_PASSWORD_LENGTH: Final = 8
 
 _argon = nacl.pwhash.argon2id
 
@@ -237,6 +250,20 @@ def _resolve_password(password: str | None) -> str:
     return password
 
 
+def check_new_password(password: str, what: str = "the new journal password") -> None:
+    """Refuse a password being chosen (a new journal, a rekey) that is blank or shorter than
+    ``MIN_PASSWORD_LENGTH`` characters. Existing journals open with whatever they have."""
+    if not password:
+        raise MissingPasswordError(f"{what} is empty: give a non-empty password")
+    if not password.strip():
+        raise WeakPasswordError(f"{what} is blank (only spaces): choose a real password")
+    if len(password.strip()) < MIN_PASSWORD_LENGTH:
+        raise WeakPasswordError(
+            f"{what} is too short: use at least {MIN_PASSWORD_LENGTH} characters "
+            "(a passphrase of a few words is best); nothing was changed"
+        )
+
+
 _HEX64: Final = re.compile(r"[0-9a-fA-F]{64}")
 
 
@@ -272,6 +299,8 @@ class Journal:
         password: str | None = None,
         create: bool = True,
         kdf: KdfParams | None = None,
+        new: bool = False,
+        allow_incomplete: bool = False,
     ) -> Journal:
         """Open the journal at ``location``, creating it if ``create`` and there is none.
 
@@ -280,22 +309,45 @@ class Journal:
         ``password``: None means ``$JOURNAL_PASSWORD``, else ``$ALCHEMY_PASSWORD``.
         ``kdf``: Argon2id cost of a *new* journal (default ``KdfParams.from_env()``); an
         existing journal always uses the parameters stored in it.
+        ``new``: (with ``create``) something at the location that is not a journal, such as an
+        empty file, is moved aside and replaced by a new journal; without it, it is refused
+        (``NotAJournalError``), so that a journal that lost its contents is never re-created.
+        ``allow_incomplete``: open a journal that ``journal migrate`` has not finished (only
+        ``migrate`` itself does); otherwise such a journal is refused.
 
-        Raises ``MissingPasswordError``, ``WrongPasswordError``, ``UsageError`` (no journal and
-        ``create=False``), ``UnsupportedJournalError`` (not a journal, or a newer format) or
+        Raises ``MissingPasswordError``, ``WeakPasswordError`` (creating with a short password),
+        ``WrongPasswordError``, ``NoJournalError`` (no journal and ``create=False``),
+        ``UnsupportedJournalError`` (not a journal, an incomplete one, or a newer format) or
         ``StorageError``; in every one of these cases nothing has been written.
         """
         secret = _resolve_password(password)
         store = open_store(location)
         try:
-            meta = store.read_meta()
+            try:
+                meta = store.read_meta()
+            except NotAJournalError:
+                if not (create and new):
+                    raise
+                meta = None
             if meta is None:
                 if not create:
-                    raise UsageError(
+                    raise NoJournalError(
                         f"no journal at {store.location}: deploy first, or check --journal "
                         "(or JOURNAL_URL) points at the right journal"
                     )
-                meta = store.create(cls._new_meta(secret, kdf or KdfParams.from_env()))
+                source = " (from JOURNAL_PASSWORD or ALCHEMY_PASSWORD)" if password is None else ""
+                check_new_password(
+                    secret, f"the password of the new journal at {store.location}{source}"
+                )
+                fresh = cls._new_meta(secret, kdf or KdfParams.from_env())
+                meta = store.create(fresh, replace=new)
+            if meta.incomplete and not allow_incomplete:
+                raise IncompleteJournalError(
+                    f"the journal at {store.location} is an incomplete copy left by an "
+                    "interrupted `journal migrate` and cannot be used: delete it (a PostgreSQL "
+                    "target: drop its schema) and re-run `journal migrate` into a fresh target; "
+                    "the source journal is unchanged"
+                )
             keys = cls._unwrap(meta, secret)
             return cls(store, meta, keys)
         except BaseException:
@@ -629,10 +681,13 @@ class Journal:
     # --- keys ----------------------------------------------------------------------------
 
     def rekey(self, new_password: str) -> None:
-        """Re-wrap the data keys under ``new_password`` (new salt); events stay as they are."""
+        """Re-wrap the data keys under ``new_password`` (new salt); events stay as they are.
+
+        Compare-and-swap: if the stored key material is no longer what this journal read when
+        it was opened (another rekey won meanwhile), raises ``KeysChangedError`` and changes
+        nothing. Raises ``WeakPasswordError`` for a blank or too short new password."""
         self._check_open()
-        if not new_password:
-            raise MissingPasswordError("the new journal password is empty")
+        check_new_password(new_password)
         meta = self._meta
         salt = _crypto.new_salt()
         kek = _crypto.derive_kek(
@@ -655,7 +710,7 @@ class Journal:
             current_key_id=meta.current_key_id,
             wrapped_keys=wrapped,
         )
-        self._store.replace_keys(new_meta)
+        self._store.replace_keys(meta, new_meta)  # compare-and-swap on the keys we read
         self._meta = new_meta
 
     # --- lifetime ------------------------------------------------------------------------

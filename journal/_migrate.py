@@ -12,20 +12,24 @@ and the previous hash, none of which depends on the store.
 Steps: refuse a target that already holds anything; open the source with the password (so a
 wrong password stops here, with nothing written) and hold the run lock of every stage it has
 (no deploy can append meanwhile); verify the source; create the target with the source's
-metadata; copy the events through the target's ordinary ``append`` (whose sealer hands back
+metadata, marked *incomplete* (a journal so marked refuses to open, and ``verify`` fails on
+it); copy the events through the target's ordinary ``append`` (whose sealer hands back
 the source's rows unchanged, after checking that the target gave each the same sequence,
 version and previous hash), in batches of one transaction each; copy the snapshots; then open
 the target with the password, compare it with the source row by row and snapshot by
-snapshot, and run ``verify`` on it. The source is only read.
+snapshot, and run ``verify`` on it; only then clear the mark, in the very last write. The
+source is only read.
 
-A migration that fails after creating the target leaves an incomplete target behind; the
-error says so and how to remove it. A target is never reused: migrating into a location that
-holds a journal, even an empty one, is refused.
+A migration that fails, or is killed, after creating the target leaves an incomplete target
+behind, which can never be mistaken for a good copy: it refuses to open and says to delete it
+and migrate again; the error of a failed migration says the same. A target is never reused:
+migrating into a location that holds a journal, even an empty one, is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -145,13 +149,17 @@ def _compare(source: Journal, target: Journal, head_seq: int) -> int:
     return len(dst_snaps)
 
 
-def _cleanup_hint(location: str) -> str:
+def _removal(location: str) -> str:
     if "://" in location:
-        return (
-            f"the journal created at {location} is incomplete: drop its schema "
-            "(DROP SCHEMA <schema> CASCADE; the default schema is `journal`) before trying again"
-        )
-    return f"the journal created at {location} is incomplete: delete it before trying again"
+        return "drop its schema (DROP SCHEMA <schema> CASCADE; the default schema is `journal`)"
+    return "delete the file"
+
+
+def _cleanup_hint(location: str) -> str:
+    return (
+        f"the journal created at {location} is incomplete (it refuses to open): "
+        f"{_removal(location)} before trying again"
+    )
 
 
 def migrate(
@@ -181,7 +189,13 @@ def migrate(
     with contextlib.ExitStack() as stack:
         dst = open_store(dst_location)
         stack.callback(dst.close)
-        if dst.read_meta() is not None:
+        existing = dst.read_meta()
+        if existing is not None and existing.incomplete:
+            raise UsageError(
+                f"the target {dst.location} holds an incomplete copy left by an interrupted "
+                f"migrate: {_removal(dst.location)}, then migrate again"
+            )
+        if existing is not None:
             raise UsageError(
                 f"the target {dst.location} already holds a journal: migrate only into an "
                 "empty location (a new file, or a database/schema without a journal)"
@@ -196,7 +210,7 @@ def migrate(
         meta = src.store.read_meta()
         if meta is None:  # pragma: no cover - it was just opened
             raise UsageError(f"no journal at {src.location}")
-        created = dst.create(meta)
+        created = dst.create(dataclasses.replace(meta, incomplete=True))
         if created.journal_id != meta.journal_id:
             raise UsageError(
                 f"another process created a journal at {dst.location} meanwhile; nothing was copied"
@@ -205,24 +219,35 @@ def migrate(
             genesis = _crypto.genesis_hash(meta.journal_id)
             _copy_events(src.store, dst, genesis, head_seq, batch_rows, progress)
             snaps = 0
+            todo = sum(1 for snap in src.store.snapshots() if snap.seq <= head_seq)
             for snap in src.store.snapshots():
                 if snap.seq <= head_seq:
                     dst.put_snapshot(snap)
                     snaps += 1
+                    if progress is not None:
+                        progress("snapshots", snaps, todo)
             dst.close()
-            with Journal.open(dst_location, password=password, create=False) as copy:
+            with Journal.open(
+                dst_location, password=password, create=False, allow_incomplete=True
+            ) as copy:
                 compared = _compare(src, copy, head_seq)
                 dst_report = copy.verify()
-            if (dst_report.head_seq, dst_report.head_hash) != (head_seq, src_report.head_hash):
-                raise IntegrityError("the target's head differs from the source's after copying")
-            if compared != snaps:
-                raise IntegrityError("the target's snapshots differ from the source's")
-            now = src.store.head()
-            if (now[0] if now is not None else 0) != head_seq:
-                raise StorageError(
-                    f"the source {src.location} changed while it was copied "
-                    "(a writer that does not take the stages' locks?)"
-                )
+                if (dst_report.head_seq, dst_report.head_hash) != (
+                    head_seq,
+                    src_report.head_hash,
+                ):
+                    raise IntegrityError(
+                        "the target's head differs from the source's after copying"
+                    )
+                if compared != snaps:
+                    raise IntegrityError("the target's snapshots differ from the source's")
+                now = src.store.head()
+                if (now[0] if now is not None else 0) != head_seq:
+                    raise StorageError(
+                        f"the source {src.location} changed while it was copied "
+                        "(a writer that does not take the stages' locks?)"
+                    )
+                copy.store.mark_complete()  # the very last write: the copy is good
         except IntegrityError as exc:
             error = IntegrityError(f"{exc}; {_cleanup_hint(dst.location)}")
             error.seq = exc.seq

@@ -42,6 +42,7 @@ boundary; messages show the URL without its password.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import threading
@@ -58,7 +59,9 @@ import psycopg.errors
 from ._errors import (
     ConflictError,
     IntegrityError,
+    KeysChangedError,
     LockedError,
+    NotAJournalError,
     StorageError,
     StoreError,
     UnsupportedJournalError,
@@ -74,6 +77,7 @@ from ._store import (
     RowSealer,
     SnapshotRow,
     Store,
+    keys_changed_message,
     paged_read,
 )
 
@@ -93,6 +97,8 @@ CONNECT_TIMEOUT_S: Final = 10
 LOCK_POLL_S: Final = 0.05
 #: how long a write waits for the journal's head (another writer's transaction) at most
 WRITE_LOCK_TIMEOUT_S: Final = 60
+#: the meta key of a journal that ``journal migrate`` has not finished (see ``Meta``)
+INCOMPLETE_KEY: Final = "incomplete"
 
 _TABLES: Final = frozenset({"meta", "keys", "events", "snapshots", "locks"})
 _EVENT_COLUMNS: Final = "seq, stream, version, key_id, prev_hash, hash, data"
@@ -199,9 +205,14 @@ def advisory_key(*parts: str) -> int:
 
 
 def translate_error(
-    exc: psycopg.Error, location: str, action: str, secrets: Sequence[str] = ()
+    exc: psycopg.Error,
+    location: str,
+    action: str,
+    secrets: Sequence[str] = (),
+    waited: float | None = None,
 ) -> StoreError:
-    """Map a psycopg exception to the project's tree. ``action`` reads "… while {action}"."""
+    """Map a psycopg exception to the project's tree. ``action`` reads "… while {action}";
+    ``waited``: how long the failed statement or transaction had been running."""
     code = getattr(exc, "sqlstate", None) or ""
     text = _scrub(str(exc), secrets) or type(exc).__name__
     if not code:  # a failed connection carries no SQLSTATE: recognise libpq's words
@@ -246,9 +257,10 @@ def translate_error(
             f"(while {action} it: {text}); nothing was written, run again"
         )
     if code == _LOCK_NOT_AVAILABLE:
+        how_long = "" if waited is None else f" for {waited:.1f} s"
         return StorageError(
-            f"the journal at {location} stayed locked by another writer for more than "
-            f"{WRITE_LOCK_TIMEOUT_S} s while {action} it; nothing was written, try again"
+            f"the journal at {location} stayed locked by another writer{how_long} while "
+            f"{action} it; nothing was written, try again"
         )
     if code == _UNDEFINED_TABLE:
         return StorageError(
@@ -334,6 +346,7 @@ def _meta_from(values: Mapping[str, str], wrapped: Mapping[str, bytes], where: s
             salt=bytes.fromhex(values["salt"]),
             current_key_id=values["current_key_id"],
             wrapped_keys=dict(wrapped),
+            incomplete=INCOMPLETE_KEY in values,
         )
     except (KeyError, ValueError) as exc:
         raise UnsupportedJournalError(
@@ -348,7 +361,7 @@ def _meta_from(values: Mapping[str, str], wrapped: Mapping[str, bytes], where: s
 
 
 def _meta_values(meta: Meta) -> dict[str, str]:
-    return {
+    values = {
         "journal_id": meta.journal_id,
         "format_version": str(meta.format_version),
         "kdf": "argon2id",
@@ -357,6 +370,9 @@ def _meta_values(meta: Meta) -> dict[str, str]:
         "salt": meta.salt.hex(),
         "current_key_id": meta.current_key_id,
     }
+    if meta.incomplete:
+        values[INCOMPLETE_KEY] = "journal migrate"
+    return values
 
 
 # --- the store -----------------------------------------------------------------------------
@@ -395,8 +411,8 @@ class PostgresStore(Store):
     def schema(self) -> str:
         return self._schema
 
-    def _error(self, exc: psycopg.Error, action: str) -> StoreError:
-        return translate_error(exc, self._location, action, self._secrets)
+    def _error(self, exc: psycopg.Error, action: str, waited: float | None = None) -> StoreError:
+        return translate_error(exc, self._location, action, self._secrets, waited)
 
     def _connect(self) -> Conn:
         try:
@@ -492,6 +508,7 @@ class PostgresStore(Store):
         for attempt in (1, 2):
             conn = self._writer()
             began = False
+            started = time.monotonic()
             try:
                 with conn.transaction():
                     began = True
@@ -503,7 +520,7 @@ class PostgresStore(Store):
                     self._drop_writer()
                 if dead and not began and attempt == 1:
                     continue
-                error = self._error(exc, action)
+                error = self._error(exc, action, time.monotonic() - started)
                 if dead and began:
                     error = StorageError(
                         f"{error}; the connection was lost inside the transaction: if it was "
@@ -548,7 +565,7 @@ class PostgresStore(Store):
         if not tables:
             return None  # no schema, or an empty one (e.g. created by hand for the journal)
         if not _TABLES.issubset(tables):
-            raise UnsupportedJournalError(
+            raise NotAJournalError(
                 f"the schema {self._schema!r} at {self._location} holds tables but not a "
                 "journal; choose another schema with ?schema=NAME in the URL"
             )
@@ -569,7 +586,9 @@ class PostgresStore(Store):
 
         return self._read(tx)
 
-    def create(self, meta: Meta) -> Meta:
+    def create(self, meta: Meta, *, replace: bool = False) -> Meta:
+        # ``replace`` does not apply: an empty schema already counts as no journal, and a
+        # schema holding other tables is never touched (choose another one with ?schema=).
         def tx(conn: Conn) -> Meta:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._create_key,))
             existing = self._read_meta(conn)
@@ -634,7 +653,7 @@ class PostgresStore(Store):
                 list(meta.wrapped_keys.items()),
             )
 
-    def replace_keys(self, meta: Meta) -> None:
+    def replace_keys(self, expected: Meta, meta: Meta) -> None:
         def tx(conn: Conn) -> None:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._head_key,))
             current = self._read_meta(conn)
@@ -642,10 +661,20 @@ class PostgresStore(Store):
                 raise UnsupportedJournalError(
                     f"the journal at {self._location} changed identity while it was open"
                 )
-            self._write_meta(conn, meta)
+            if not current.same_keys(expected):
+                raise KeysChangedError(keys_changed_message(self._location))
+            self._write_meta(conn, dataclasses.replace(meta, incomplete=current.incomplete))
 
         with self._write_lock:
             self._write(tx, "rekeying")
+
+    def mark_complete(self) -> None:
+        def tx(conn: Conn) -> None:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._head_key,))
+            conn.execute(f"DELETE FROM {self._t['meta']} WHERE key = %s", (INCOMPLETE_KEY,))
+
+        with self._write_lock:
+            self._write(tx, "completing")
 
     # --- events --------------------------------------------------------------------------
 

@@ -14,6 +14,14 @@ with the head read inside, retried while another process holds the database) and
 of readers, so reads never see a write in progress and never hold a connection across
 ``yield``. Run locks are ``fcntl.flock`` on ``<db>.locks/<sha256(stream)[:32]>.lock``: the
 kernel drops them when the holding process dies.
+
+Creation: the journal is built complete (schema, metadata, WAL mode) in a private file next to
+its location, then hard-linked into place (``link`` fails if the name exists: the first creator
+wins, the others read what it wrote). So a journal file is never seen half-made, and a file at
+the location that is empty or holds no journal is not a creation in progress: it is refused.
+
+A journal on a read-only file system (or a file this process may not write) is opened
+read-only: reads work, writes fail with a ``StorageError`` that says why.
 """
 
 from __future__ import annotations
@@ -25,11 +33,13 @@ import hashlib
 import json
 import os
 import random
+import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -38,7 +48,9 @@ import sqlite_utils
 from ._errors import (
     ConflictError,
     IntegrityError,
+    KeysChangedError,
     LockedError,
+    NotAJournalError,
     StorageError,
     StoreError,
     UnsupportedJournalError,
@@ -54,6 +66,7 @@ from ._store import (
     RowSealer,
     SnapshotRow,
     Store,
+    keys_changed_message,
     paged_read,
 )
 
@@ -68,6 +81,14 @@ BUSY_DEADLINE_S: Final = 60.0
 #: rows fetched per query when iterating
 #: idle reader connections kept open
 MAX_IDLE_READERS: Final = 8
+#: the meta key of a journal that ``journal migrate`` has not finished (see ``Meta``)
+INCOMPLETE_KEY: Final = "incomplete"
+#: how often creation re-reads a location that changes under it before giving up
+_CREATE_ATTEMPTS: Final = 50
+#: what ``link`` answers on a file system without hard links (then creation renames instead)
+_NO_HARD_LINKS: Final = frozenset(
+    {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
+)
 
 _EVENT_COLUMNS: Final = "seq, stream, version, key_id, prev_hash, hash, data"
 _HEAD_SQL: Final = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
@@ -105,8 +126,11 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "database is locked" in text or "database is busy" in text
 
 
-def translate_error(exc: sqlite3.Error, location: str, action: str) -> StoreError:
-    """Map an sqlite3 exception to the project's tree. ``action`` reads "… while {action}"."""
+def translate_error(
+    exc: sqlite3.Error, location: str, action: str, waited: float | None = None
+) -> StoreError:
+    """Map an sqlite3 exception to the project's tree. ``action`` reads "… while {action}";
+    ``waited``: how long the caller kept trying before giving up (reported if it was busy)."""
     code = _primary_code(exc)
     text = str(exc)
     if code == _SQLITE_FULL or "disk is full" in text:
@@ -122,17 +146,84 @@ def translate_error(exc: sqlite3.Error, location: str, action: str) -> StoreErro
     if code == _SQLITE_IOERR or "disk I/O error" in text:
         return StorageError(f"I/O error while {action} the journal at {location}: {text}")
     if code == _SQLITE_NOTADB or "not a database" in text:
-        return UnsupportedJournalError(f"{location} is not a journal (not an SQLite database)")
+        return NotAJournalError(f"{location} is not a journal (not an SQLite database)")
     if code == _SQLITE_CORRUPT or "malformed" in text:
         return IntegrityError(f"the journal database at {location} is corrupt: {text}")
     if code in (_SQLITE_CANTOPEN, _SQLITE_PERM) or "unable to open" in text:
         return StorageError(f"cannot open the journal at {location}: {text}")
     if _is_busy(exc):
+        how_long = "" if waited is None else f" for {waited:.1f} s"
         return StorageError(
-            f"the journal at {location} stayed locked by another process for more than "
-            f"{BUSY_DEADLINE_S:.0f} s while {action} it; try again"
+            f"the journal at {location} stayed locked by another process{how_long} while "
+            f"{action} it; nothing was written, try again"
         )
     return StorageError(f"SQLite error while {action} the journal at {location}: {text}")
+
+
+def _transaction(
+    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], location: str, action: str
+) -> T:
+    """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction; retry while the db is busy, for up
+    to ``BUSY_DEADLINE_S``; an error reports how long it really waited."""
+    started = time.monotonic()
+    deadline = started + BUSY_DEADLINE_S
+    delay = 0.002
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+            return result
+        except sqlite3.Error as exc:
+            if _is_busy(exc) and time.monotonic() < deadline:
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.1)
+                continue
+            raise translate_error(exc, location, action, waited=time.monotonic() - started) from exc
+
+
+def _existing_ancestor(path: str) -> str:
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def _on_read_only_fs(path: str) -> bool:
+    try:
+        return bool(os.statvfs(_existing_ancestor(path)).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _why_read_only(path: str) -> str | None:
+    """Why this process cannot write the journal at ``path`` (None: it can, as far as the
+    system says: root may write a file without write permission)."""
+    if _on_read_only_fs(path):
+        return "it is on a read-only file system"
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return "the file is not writable"
+    folder = _existing_ancestor(os.path.dirname(path))
+    if not os.access(folder, os.W_OK):
+        return f"the folder {folder} is not writable"
+    return None
+
+
+def _empty_file_message(path: str, what: str = "an empty file") -> str:
+    return (
+        f"{path} is {what}, not a journal: it is refused rather than started again, so that "
+        "a journal that lost its contents is never silently re-created (restore it from a "
+        "backup); to start a new journal here, run again with --new (the file is moved "
+        "aside, not deleted)"
+    )
 
 
 def _as_bytes(value: object) -> bytes:
@@ -180,6 +271,9 @@ class SQLiteStore(Store):
         self._pool_lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
+        #: why this journal can only be read (None: it can be written), found at first use
+        self._read_only: str | None = None
+        self._access_checked = False
 
     # --- connections ---------------------------------------------------------------------
 
@@ -191,8 +285,23 @@ class SQLiteStore(Store):
     def path(self) -> str:
         return self._path
 
+    def _check_access(self) -> str | None:
+        """Why the journal cannot be written by this process, or None if it can."""
+        if not self._access_checked:
+            self._read_only = _why_read_only(self._path)
+            self._access_checked = True
+        return self._read_only
+
     def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
-        uri = Path(self._path).as_uri() + ("?mode=ro" if readonly else "?mode=rw")
+        query = "?mode=ro" if readonly else "?mode=rw"
+        if self._check_access() is not None:
+            query = "?mode=ro"
+            # Nobody can write to a read-only file system: SQLite may read the file without the
+            # shared-memory index it cannot create there (a WAL left behind is still honoured
+            # through mode=ro when its files exist).
+            if _on_read_only_fs(self._path) and not os.path.exists(self._path + "-wal"):
+                query += "&immutable=1"
+        uri = Path(self._path).as_uri() + query
         try:
             conn = sqlite3.connect(
                 uri,
@@ -217,8 +326,14 @@ class SQLiteStore(Store):
         if self._closed:
             raise UsageError(f"the journal at {self._path} is closed")
 
-    def _writer(self) -> sqlite3.Connection:
+    def _writer(self, action: str = "writing") -> sqlite3.Connection:
         self._check_open()
+        why = self._check_access()
+        if why is not None:
+            raise StorageError(
+                f"the journal at {self._path} is read-only ({why}) while {action} it: "
+                "it can be read (verify, show, history) but not written; nothing was written"
+            )
         if self._writer_conn is None:
             self._writer_conn = self._connect()
         return self._writer_conn
@@ -230,10 +345,13 @@ class SQLiteStore(Store):
             conn = self._idle.pop() if self._idle else None
         if conn is None:
             conn = self._connect()
+        started = time.monotonic()
         try:
             yield conn
         except sqlite3.Error as exc:
-            raise translate_error(exc, self._path, action) from exc
+            raise translate_error(
+                exc, self._path, action, waited=time.monotonic() - started
+            ) from exc
         finally:
             with self._pool_lock:
                 keep = not self._closed and len(self._idle) < MAX_IDLE_READERS
@@ -246,27 +364,8 @@ class SQLiteStore(Store):
         """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction; retry while the db is busy.
 
         Callers hold ``self._write_lock``."""
-        conn = self._writer()
-        deadline = time.monotonic() + BUSY_DEADLINE_S
-        delay = 0.002
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(conn)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
-                return result
-            except sqlite3.Error as exc:
-                if _is_busy(exc) and time.monotonic() < deadline:
-                    time.sleep(delay * (0.5 + random.random()))
-                    delay = min(delay * 2, 0.1)
-                    continue
-                raise translate_error(exc, self._path, action) from exc
+        conn = self._writer(action)
+        return _transaction(conn, fn, self._path, action)
 
     def close(self) -> None:
         with self._write_lock:
@@ -284,34 +383,40 @@ class SQLiteStore(Store):
     def read_meta(self) -> Meta | None:
         self._check_open()
         try:
+            if os.path.isdir(self._path):
+                raise NotAJournalError(f"{self._path} is a folder, not a journal file")
             if os.path.getsize(self._path) == 0:
-                return None
+                raise NotAJournalError(_empty_file_message(self._path), empty=True)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise StorageError(f"cannot read the journal at {self._path}: {exc}") from exc
-        if os.path.isdir(self._path):
-            raise UnsupportedJournalError(f"{self._path} is a folder, not a journal file")
         # A read-only connection never checkpoints, so a WAL left by another process is not
         # folded into the file; but it creates -wal/-shm files if they are missing, which a
         # read-write connection removes again when it closes. Use whichever changes nothing.
         readonly = os.path.exists(self._path + "-wal")
         conn = self._connect(readonly=readonly)
+        started = time.monotonic()
         try:
             return self._read_meta(conn)
         except sqlite3.Error as exc:
-            raise translate_error(exc, self._path, "reading") from exc
+            raise translate_error(
+                exc, self._path, "reading", waited=time.monotonic() - started
+            ) from exc
         finally:
             conn.close()
 
-    def _read_meta(self, conn: sqlite3.Connection) -> Meta | None:
+    def _read_meta(self, conn: sqlite3.Connection) -> Meta:
         db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
         tables = set(db.table_names())
         if not tables:
-            return None  # an empty SQLite file, e.g. left by an interrupted creation
+            raise NotAJournalError(
+                _empty_file_message(self._path, "an empty SQLite database"), empty=True
+            )
         if not {"meta", "keys", "events", "snapshots"} <= tables:
-            raise UnsupportedJournalError(
-                f"{self._path} is an SQLite database but not a journal (no journal tables)"
+            raise NotAJournalError(
+                f"{self._path} is an SQLite database but not a journal (no journal tables): "
+                "point --journal (or JOURNAL_URL) at the journal, or move this file away"
             )
         values = {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM meta")}
         try:
@@ -341,6 +446,7 @@ class SQLiteStore(Store):
                 salt=bytes.fromhex(values["salt"]),
                 current_key_id=values["current_key_id"],
                 wrapped_keys=wrapped,
+                incomplete=INCOMPLETE_KEY in values,
             )
         except (KeyError, ValueError) as exc:
             raise UnsupportedJournalError(
@@ -353,34 +459,125 @@ class SQLiteStore(Store):
             )
         return meta
 
-    def create(self, meta: Meta) -> Meta:
+    def create(self, meta: Meta, *, replace: bool = False) -> Meta:
         self._check_open()
         folder = os.path.dirname(self._path)
         try:
             os.makedirs(folder, mode=0o700, exist_ok=True)
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(self._path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         except OSError as exc:
             raise StorageError(f"cannot create the journal at {self._path}: {exc}") from exc
-        with self._write_lock:
-            conn = self._writer()
-            db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
-            try:
-                db.enable_wal()
-            except sqlite3.Error as exc:
-                raise translate_error(exc, self._path, "creating") from exc
-
-            def tx(conn: sqlite3.Connection) -> Meta:
-                existing = self._read_meta(conn)
+        why = _why_read_only(self._path)
+        if why is not None:
+            raise StorageError(f"cannot create the journal at {self._path}: {why}")
+        staged = self._stage(meta)
+        try:
+            for _ in range(_CREATE_ATTEMPTS):
+                if self._publish(staged):
+                    _fsync_dir(folder)
+                    return meta
+                # someone was first, or something else is there: read it
+                try:
+                    existing = self.read_meta()
+                except NotAJournalError:
+                    if not replace:
+                        raise
+                    self._set_aside()
+                    continue
                 if existing is not None:
                     return existing  # another process created it first
+            raise StorageError(
+                f"cannot create the journal at {self._path}: the file kept changing under "
+                "other processes; try again"
+            )
+        finally:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(OSError):
+                    os.unlink(staged + suffix)
+
+    def _publish(self, staged: str) -> bool:
+        """Put the staged journal at the location unless something is there; True if done.
+
+        ``link`` is atomic and fails if the name exists. Where a file system has no hard
+        links, an exclusive lock on ``<db>.create-lock`` serializes check-then-rename."""
+        try:
+            os.link(staged, self._path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise StorageError(f"cannot create the journal at {self._path}: {exc}") from exc
+        lock_path = self._path + ".create-lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot create the journal at {self._path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held for a rename only: never long
+            if os.path.lexists(self._path):
+                return False
+            os.rename(staged, self._path)
+            return True
+        except OSError as exc:
+            raise StorageError(f"cannot create the journal at {self._path}: {exc}") from exc
+        finally:
+            os.close(fd)
+
+    def _stage(self, meta: Meta) -> str:
+        """Build the complete journal in a private file next to the location; its path."""
+        folder, name = os.path.split(self._path)
+        staged = os.path.join(folder, f".{name}.creating-{secrets.token_hex(8)}")
+        try:
+            os.close(os.open(staged, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise StorageError(f"cannot create the journal at {self._path}: {exc}") from exc
+        try:
+            conn = sqlite3.connect(
+                Path(staged).as_uri() + "?mode=rw", uri=True, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self._path, "creating") from exc
+        try:
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA journal_mode = WAL")  # stored in the file: every opener uses it
+            db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+
+            def tx(conn: sqlite3.Connection) -> None:
                 self._create_schema(db)
                 self._write_meta(conn, meta)
-                return meta
 
-            result = self._write(tx, "creating")
-        _fsync_dir(folder)
-        return result
+            _transaction(conn, tx, self._path, "creating")
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self._path, "creating") from exc
+        finally:
+            conn.close()  # checkpoints the WAL into the file and removes it
+        try:
+            fd = os.open(staged, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StorageError(f"cannot create the journal at {self._path}: {exc}") from exc
+        return staged
+
+    def _set_aside(self) -> None:
+        """Rename what is at the location (not a journal) out of the way; never delete it."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = f"{self._path}.replaced-{stamp}-{secrets.token_hex(3)}"
+        try:
+            os.rename(self._path, aside)
+        except FileNotFoundError:
+            return  # another process set it aside first
+        except OSError as exc:
+            raise StorageError(
+                f"cannot move {self._path} out of the way for a new journal: {exc}"
+            ) from exc
+        for suffix in ("-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):
+                os.rename(self._path + suffix, aside + suffix)
+        self.set_aside = aside
+        _fsync_dir(os.path.dirname(self._path))
 
     @staticmethod
     def _create_schema(db: sqlite_utils.Database) -> None:
@@ -423,23 +620,34 @@ class SQLiteStore(Store):
             "salt": meta.salt.hex(),
             "current_key_id": meta.current_key_id,
         }
+        if meta.incomplete:
+            values[INCOMPLETE_KEY] = "journal migrate"
         conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", values.items())
         conn.execute("DELETE FROM keys")
         conn.executemany(
             "INSERT INTO keys (key_id, wrapped) VALUES (?, ?)", meta.wrapped_keys.items()
         )
 
-    def replace_keys(self, meta: Meta) -> None:
+    def replace_keys(self, expected: Meta, meta: Meta) -> None:
         def tx(conn: sqlite3.Connection) -> None:
             current = self._read_meta(conn)
-            if current is None or current.journal_id != meta.journal_id:
+            if current.journal_id != meta.journal_id:
                 raise UnsupportedJournalError(
                     f"the journal at {self._path} changed identity while it was open"
                 )
-            self._write_meta(conn, meta)
+            if not current.same_keys(expected):
+                raise KeysChangedError(keys_changed_message(self._path))
+            self._write_meta(conn, replace(meta, incomplete=current.incomplete))
 
         with self._write_lock:
             self._write(tx, "rekeying")
+
+    def mark_complete(self) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM meta WHERE key = ?", (INCOMPLETE_KEY,))
+
+        with self._write_lock:
+            self._write(tx, "completing")
 
     # --- events --------------------------------------------------------------------------
 
@@ -617,7 +825,10 @@ def _flock(path: str, stream: str, holder: Mapping[str, Any], timeout: float) ->
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
-        raise StorageError(f"cannot create the lock file {path}: {exc}") from exc
+        raise StorageError(
+            f"cannot create the run lock file {path} of stage {stream!r}: "
+            f"{exc.strerror or exc}; nothing was changed"
+        ) from exc
     try:
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
@@ -626,15 +837,26 @@ def _flock(path: str, stream: str, holder: Mapping[str, Any], timeout: float) ->
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise StorageError(f"cannot lock {path}: {exc}") from exc
+                    raise StorageError(
+                        f"cannot lock the run lock file {path} of stage {stream!r}: "
+                        f"{exc.strerror or exc}; nothing was changed"
+                    ) from exc
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise LockedError(stream, _read_holder(fd))
             time.sleep(min(0.05, remaining))
         # Write in place, then cut: a reader never sees an empty file while we hold the lock
         # (except in the instant between our flock and this write; _read_holder retries).
-        os.pwrite(fd, info, 0)
-        os.ftruncate(fd, len(info))
+        try:
+            os.pwrite(fd, info, 0)
+            os.ftruncate(fd, len(info))
+        except OSError as exc:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            raise StorageError(
+                f"cannot write the run lock file {path} of stage {stream!r}: "
+                f"{exc.strerror or exc}; nothing was changed (free some space, or check the "
+                "folder's permissions)"
+            ) from exc
         try:
             yield
         finally:

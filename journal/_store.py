@@ -18,6 +18,10 @@ Rules for implementations:
 * The schema itself rejects a second row with the same ``(stream, version)``.
 * Foreign exceptions are translated at the boundary into ``StoreError`` subclasses.
 * Nothing is written before the caller asks for a write: ``read_meta`` has no side effects.
+* Creation is atomic and safe under any number of concurrent creators: the first one wins,
+  the others get its metadata back. Something at the location that is not a journal (an
+  empty file, another database) is refused with ``NotAJournalError``, never re-created,
+  unless the caller asks to ``replace`` it.
 """
 
 from __future__ import annotations
@@ -64,6 +68,26 @@ class Meta:
     salt: bytes
     current_key_id: str
     wrapped_keys: Mapping[str, bytes]
+    #: set while ``journal migrate`` is still filling a new journal; such a journal is refused
+    incomplete: bool = False
+
+    def same_keys(self, other: Meta) -> bool:
+        """The same key material (KDF parameters, salt, wrapped keys): what a rekey swaps."""
+        return (
+            self.journal_id,
+            self.kdf_opslimit,
+            self.kdf_memlimit,
+            self.salt,
+            self.current_key_id,
+            dict(self.wrapped_keys),
+        ) == (
+            other.journal_id,
+            other.kdf_opslimit,
+            other.kdf_memlimit,
+            other.salt,
+            other.current_key_id,
+            dict(other.wrapped_keys),
+        )
 
 
 @dataclass(frozen=True)
@@ -122,6 +146,8 @@ class Store(ABC):
 
     def __init__(self) -> None:
         self.stats = StoreStats()
+        #: where ``create(replace=True)`` moved what was at the location (None: nothing moved)
+        self.set_aside: str | None = None
 
     # --- identity and metadata -----------------------------------------------------------
 
@@ -134,18 +160,28 @@ class Store(ABC):
     def read_meta(self) -> Meta | None:
         """The journal's metadata; None when there is no journal here yet. Writes nothing.
 
-        Raises ``UnsupportedJournalError`` for something that is not a journal or a journal of
-        a newer format than ``FORMAT_VERSION``.
+        Raises ``NotAJournalError`` for something that is not a journal (an empty file
+        included) and ``UnsupportedJournalError`` for a journal of a newer format than
+        ``FORMAT_VERSION``. An incomplete journal (``meta.incomplete``) is returned as such.
         """
 
     @abstractmethod
-    def create(self, meta: Meta) -> Meta:
+    def create(self, meta: Meta, *, replace: bool = False) -> Meta:
         """Create the journal with ``meta``, atomically. If another process created it first,
-        return the existing metadata instead (the caller then checks its password)."""
+        return the existing metadata instead (the caller then checks its password).
+
+        ``replace``: something that is not a journal at the location (``NotAJournalError``) is
+        set aside (SQLite: renamed, never deleted) and replaced; without it, it is refused."""
 
     @abstractmethod
-    def replace_keys(self, meta: Meta) -> None:
-        """Store new KDF parameters, salt and wrapped keys (rekey), atomically."""
+    def replace_keys(self, expected: Meta, meta: Meta) -> None:
+        """Store new KDF parameters, salt and wrapped keys (rekey), atomically, if and only if
+        the stored key material is still ``expected`` (compare-and-swap); else raise
+        ``KeysChangedError`` and change nothing."""
+
+    @abstractmethod
+    def mark_complete(self) -> None:
+        """Clear the ``incomplete`` mark of a journal created with it (the end of a migrate)."""
 
     # --- events --------------------------------------------------------------------------
 
@@ -256,6 +292,15 @@ def paged_read(
         if remaining is not None:
             remaining -= len(rows)
         cursor = rows[-1].seq
+
+
+def keys_changed_message(location: str) -> str:
+    """What a rekey that lost the compare-and-swap says (both stores)."""
+    return (
+        f"the password of the journal at {location} was changed by another process since it "
+        "was opened (a concurrent rekey won); nothing was changed: open it with the new "
+        "password and rekey again if needed"
+    )
 
 
 def resolve_location(location: str | os.PathLike[str] | None) -> str:

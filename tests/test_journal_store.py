@@ -25,6 +25,7 @@ from journal._errors import (
     ConflictError,
     LockedError,
     MissingPasswordError,
+    NotAJournalError,
     StorageError,
     UnknownSequenceError,
     UnsupportedJournalError,
@@ -469,12 +470,16 @@ def test_newer_format_is_refused(target: Target) -> None:
         target.open()
 
 
-def test_an_empty_file_becomes_a_journal(target: Target) -> None:
+def test_an_empty_file_is_refused_unless_new(target: Target) -> None:
     if target.kind != "sqlite":
         pytest.skip("file specific")
     Path(target.location).parent.mkdir(parents=True)
     Path(target.location).touch()
-    with target.open() as journal:
+    before = target.fingerprint()
+    with pytest.raises(UnsupportedJournalError, match="empty file, not a journal"):
+        target.open()
+    assert target.fingerprint() == before
+    with target.open(new=True) as journal:
         assert journal.append("app/dev", [{"type": "a"}])[0].seq == 1
 
 
@@ -604,7 +609,7 @@ def test_disk_full_and_read_only_roll_back(target: Target) -> None:
         (13, "database or disk is full", StorageError, "disk is full"),
         (8, "attempt to write a readonly database", StorageError, "read-only"),
         (10 | (13 << 8), "disk I/O error", StorageError, "I/O error"),
-        (26, "file is not a database", UnsupportedJournalError, "is not a journal"),
+        (26, "file is not a database", NotAJournalError, "is not a journal"),
         (14, "unable to open database file", StorageError, "cannot open"),
         (5, "database is locked", StorageError, "locked by another process"),
         (1, "no such table: x", StorageError, "SQLite error while"),

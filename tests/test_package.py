@@ -24,7 +24,8 @@ def test_public_names_are_pinned() -> None:
             "Resource", "RunError", "RunResult", "RunSettings", "Secret", "ServerError",
             "StorageError", "StoreError", "TransportError", "UnknownSequenceError",
             "UnsupportedJournalError", "UsageError", "ValidationError", "WrongPasswordError",
-            "__version__", "app", "register_provider",
+            "__version__", "app", "register_provider", "IncompleteJournalError",
+            "KeysChangedError", "NoJournalError", "NotAJournalError", "WeakPasswordError",
         ]
     )  # fmt: skip
     for name in journal.__all__:

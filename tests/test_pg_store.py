@@ -432,7 +432,9 @@ def test_a_writer_stuck_on_the_head_times_out(
                 "SELECT pg_advisory_xact_lock(%s)", (pg_store.advisory_key("journal-head", schema),)
             )
             t0 = time.monotonic()
-            with pytest.raises(StorageError, match="stayed locked by another writer for more"):
+            with pytest.raises(
+                StorageError, match=r"stayed locked by another writer for \d+\.\d s"
+            ):
                 jr.append("app/dev", [{"type": "b"}])
             assert 0.9 < time.monotonic() - t0 < 10
         assert jr.append("app/dev", [{"type": "c"}])[0].seq == 2
