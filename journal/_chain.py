@@ -126,14 +126,18 @@ def _end(expected_seq: int, upto: int) -> None:
         )
 
 
-def anchor(journal: Journal, head_seq: int) -> tuple[int, bytes, bool]:
-    """(seq, hash, bound) of the newest snapshot; bound: it opens with that chain hash (False:
-    a snapshot from before anchors). (0, genesis, False) without snapshots. Raises
-    ``TruncatedError`` when a snapshot is past the head."""
+def anchor(journal: Journal) -> tuple[int, int, bytes, bool]:
+    """(head seq, seq, hash, bound) of the newest snapshot; bound: it opens with that chain
+    hash (False: a snapshot from before anchors). Without snapshots: (head seq, 0, genesis,
+    False). Raises ``TruncatedError`` when a snapshot is past the head."""
     store = journal.store
     names = store.snapshot_streams()
     found = [s for s in (store.latest_snapshot(name) for name in names) if s is not None]
     found.sort(key=lambda s: s.seq, reverse=True)
+    # the head is read after the snapshots: a snapshot another writer takes meanwhile is at
+    # or below the head it reaches first, so only a journal that lost events has one past it
+    head = store.head()
+    head_seq = 0 if head is None else head[0]
     if found and found[0].seq > head_seq:
         snap = found[0]
         raise TruncatedError(
@@ -155,8 +159,8 @@ def anchor(journal: Journal, head_seq: int) -> tuple[int, bytes, bool]:
         except IntegrityError:
             _locate(journal, snap.seq)  # name the first bad event under it, if it can be found
             raise
-        return snap.seq, row.hash, bound
-    return 0, journal.genesis, False
+        return head_seq, snap.seq, row.hash, bound
+    return head_seq, 0, journal.genesis, False
 
 
 def _locate(journal: Journal, upto: int) -> None:
@@ -177,9 +181,7 @@ def check_chain(journal: Journal) -> ChainCheck:
     the first bad sequence found."""
     store = journal.store
     hasher = _crypto.event_hasher(journal.journal_id)
-    found = store.head()
-    head_seq = 0 if found is None else found[0]
-    anchor_seq, anchor_hash, bound = anchor(journal, head_seq)
+    head_seq, anchor_seq, anchor_hash, bound = anchor(journal)
     hashed = 0
     if anchor_seq:
         start = max(1, anchor_seq - WINDOW + 1)

@@ -668,3 +668,22 @@ def test_migrate_refuses_a_broken_source(deployed: Raw, tmp_path: Path) -> None:
         "run `journal verify` to see the damage\n"
     )
     assert not (tmp_path / "copy.db").exists()
+
+
+def test_a_snapshot_another_writer_takes_during_the_check_is_no_truncation(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deterministically: another writer appends and snapshots right after the check listed
+    the snapshot streams. The head is read after the snapshots, so it covers that one."""
+    with _open(path) as journal, _open(path) as other:
+        listed = journal.store.snapshot_streams
+
+        def list_then_another_writer_runs() -> list[str]:
+            names = listed()
+            other.append("app/prod", [{"type": "e", "i": 11}])
+            other.put_snapshot("app/prod", 11, {"upto": 11})
+            return names
+
+        monkeypatch.setattr(journal.store, "snapshot_streams", list_then_another_writer_runs)
+        report = journal.check_chain()
+        assert (report.head_seq, report.anchor_seq, report.opened) == (11, 11, 0)
