@@ -12,6 +12,10 @@ Measures, on one disk (``--dir``, default the system temp folder):
 * verify: events/s of a full ``verify()`` (chain + decrypt every event).
 * state load: ``latest_snapshot`` + reading the events after it, at several journal sizes
   (should not grow with the journal), next to reading the whole stream.
+* chain check: what every writing command runs first (``Journal.check_chain``: the newest
+  snapshot's anchor, the events under it hash only, the events after it opened; should not
+  grow with the journal), next to rehashing the whole chain without decrypting (the option of
+  a full prefix pass, which does grow).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +47,7 @@ from _common import (
     timed,
 )
 
+from journal import _chain, _crypto
 from journal._journal import Journal, KdfParams
 
 PASSWORD = "benchmark password"
@@ -163,6 +169,25 @@ def state_load(journal: Journal) -> float:
     return once
 
 
+def chain_check(journal: Journal) -> Callable[[], float]:
+    def once() -> float:
+        t0 = time.perf_counter()
+        journal.check_chain()
+        return time.perf_counter() - t0
+
+    return once
+
+
+def hash_only_pass(journal: Journal) -> int:
+    """Rehash every event from the genesis, nothing decrypted: the full prefix pass."""
+    hasher = _crypto.event_hasher(journal.journal_id)
+    prev = journal.genesis
+    count = 0
+    for count, row in enumerate(journal.store.read(), start=1):
+        prev = _chain.step(hasher, prev, count, row)
+    return count
+
+
 def _remove(path: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
@@ -225,13 +250,19 @@ def main(argv: list[str] | None = None) -> int:
             )
             with _open(path) as journal:
                 load = median_of(state_load(journal), args.runs)
+                check = median_of(chain_check(journal), args.runs)
+                hashed = timed(lambda j=journal: hash_only_pass(j))
                 full = timed(lambda j=journal: sum(1 for _ in j.read(STREAM)))
                 verify = timed(journal.verify)
             verify_rate = size / verify
             label = f"{size:,}"
-            size_rows.append([label, build, mib, load * 1000, full, verify, size / verify])
+            size_rows.append(
+                [label, build, mib, load * 1000, check * 1000, hashed, full, verify, size / verify]
+            )
             metrics += [
                 Metric(f"state_load_ms@{label}", load * 1000, "ms", higher_is_better=False),
+                Metric(f"chain_check_ms@{label}", check * 1000, "ms", higher_is_better=False),
+                Metric(f"hash_only_pass_s@{label}", hashed, "s", higher_is_better=False),
                 Metric(f"verify_events_per_s@{label}", size / verify, "1/s"),
             ]
             _remove(path)
@@ -246,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
             "build s",
             "MiB",
             f"state load ms (snapshot + {TAIL})",
+            f"chain check ms ({_chain.WINDOW:,} hashed + {TAIL} opened)",
+            "hash-only full pass s",
             "read whole stream s",
             "verify s",
             "verify events/s",

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
-from journal._errors import UsageError
+from journal._errors import IntegrityError, UsageError
 
 from ._output import Output
 
@@ -68,11 +68,18 @@ class State:
         return program_journal(program, self.journal)
 
     @contextmanager
-    def open_journal(self, *, create: bool = False) -> Iterator[Journal]:
+    def open_journal(
+        self, *, create: bool = False, check: Literal["read", "write"] | None = None
+    ) -> Iterator[Journal]:
+        """The journal; ``check``: run the chain check first (``journal._chain``): a broken
+        chain refuses a command that will write ("write"), and a reading command ("read")
+        is warned and goes on."""
         from journal._journal import Journal
 
         with Journal.open(self.location(), create=create, new=create and self.new) as jr:
             self._report_set_aside(jr)
+            if check is not None:
+                self.check_chain(jr, write=check == "write")
             yield jr
 
     def prepare_new_journal(self, location: str) -> None:
@@ -91,6 +98,26 @@ class State:
                 f"--new: what was at {jr.location} is not a journal; it was moved to "
                 f"{jr.store.set_aside} and a new journal was started"
             )
+
+    def check_chain(self, jr: Journal, *, write: bool) -> None:
+        from journal._chain import warning_text
+
+        if write:
+            jr.ensure_writable()
+            return
+        try:
+            jr.check_chain()
+        except IntegrityError as exc:
+            self.out.warn(warning_text(exc))
+
+    def warn_if_damaged(self, location: str) -> None:
+        """For a reading command that opens the journal later (plan): warn now."""
+        from journal._dev import journal_exists
+        from journal._journal import Journal
+
+        if journal_exists(location):
+            with Journal.open(location, create=False) as jr:
+                self.check_chain(jr, write=False)
 
     def confirm(self, question: str, *, action: str) -> None:
         """Ask on a terminal unless ``--yes``; without a terminal, refuse (exit 2)."""

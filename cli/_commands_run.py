@@ -218,6 +218,7 @@ def plan(state: State, program: Path | None, local: bool, postgres_url: str | No
     Lists each resource as create (+), update (~), replace (-/+), delete (-) or unchanged,
     with a field-level diff; secrets are masked. Nothing is called and nothing is written."""
     path = _program(program)
+    state.warn_if_damaged(state.program_location(path))
     with _maybe_local(state, _pg_data(path), local, postgres_url):
         _run(state, path, "plan", None)
 
@@ -366,7 +367,7 @@ def destroy(
 
     stage = state.stage_name()
     out = state.out
-    with state.open_journal() as jr:
+    with state.open_journal(check="write") as jr:
         app = find_app(jr, stage, app_name)
         credentials = profile_credentials(jr, state.profile)
         with _maybe_local(state, _journal_dir(state) / "postgres", local, postgres_url):
@@ -419,7 +420,7 @@ def rollback(
 
     stage = state.stage_name()
     out = state.out
-    with state.open_journal() as jr:
+    with state.open_journal(check="write") as jr:
         head = jr.head()[0]
         if not 1 <= seq <= head:
             raise UnknownSequenceError(

@@ -96,7 +96,7 @@ def history(
     from journal._history import parse_since
 
     when = parse_since(since) if since is not None else None
-    with state.open_journal() as jr:
+    with state.open_journal(check="read") as jr:
         records = load_history(
             jr,
             stage=state.explicit_stage(),
@@ -122,7 +122,7 @@ def _load(state: State, app_name: str | None) -> StreamState:
     from journal._projection import load_state, stream_name
 
     stage = state.stage_name()
-    with state.open_journal() as jr:
+    with state.open_journal(check="read") as jr:
         app = find_app(jr, stage, app_name)
         return load_state(jr, stream_name(app, stage))
 
@@ -262,7 +262,7 @@ def rekey(state: State) -> None:
             "new journal password", hide_input=True, confirmation_prompt=True, err=True
         )
     check_new_password(new)
-    with state.open_journal() as jr:
+    with state.open_journal(check="write") as jr:
         jr.rekey(new)
     state.out.echo(
         f"the password of {state.location()} was changed: set JOURNAL_PASSWORD to the new one"
@@ -327,7 +327,7 @@ def configure(state: State, provider: str, from_env: str | None, list_only: bool
         value = sys.stdin.read()
     if not value.strip():
         raise UsageError(f"no value for {name} was given; nothing was stored")
-    with state.open_journal(create=True) as jr:
+    with state.open_journal(create=True, check="write") as jr:
         stored_one = store_credential(jr, profile, value.strip(), provider=provider, name=name)
         location = jr.location
     state.out.echo(

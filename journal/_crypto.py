@@ -21,7 +21,10 @@ Everything here is pure: no I/O, no knowledge of a store. The pieces:
   so two different tuples never give the same bytes:
 
   - event:    ``"journal/event/v1"    ‖ journal_id ‖ stream ‖ seq ‖ version ‖ key_id ‖ prev_hash``
-  - snapshot: ``"journal/snapshot/v1" ‖ journal_id ‖ stream ‖ seq ‖ key_id``
+  - snapshot: ``"journal/snapshot/v2" ‖ journal_id ‖ stream ‖ seq ‖ key_id ‖ hash_seq``: the
+    chain hash of the event the snapshot was taken at is bound in, so a snapshot that opens
+    proves the chain held that hash there (it is the *anchor* writers check from, see
+    ``_chain``). Snapshots written before v2 (``"journal/snapshot/v1"``, no hash) still open.
   - data key: ``"journal/datakey/v1"  ‖ journal_id ‖ key_id``
 
 * **Hash chain.** ``hash_n = BLAKE2b-256(hash_{n-1} ‖ seq as 8 bytes ‖ AD_n ‖ sealed_n)`` where
@@ -37,7 +40,7 @@ import json
 import secrets
 import struct
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 import nacl.exceptions
@@ -61,6 +64,7 @@ __all__ = [
     "datakey_ad",
     "derive_kek",
     "event_ad",
+    "event_hasher",
     "genesis_hash",
     "kek_cache_size",
     "new_data_key",
@@ -76,7 +80,8 @@ SALT_BYTES: Final = nacl.pwhash.argon2id.SALTBYTES  # 16
 HASH_BYTES: Final = 32
 
 _EVENT_TAG: Final = b"journal/event/v1"
-_SNAPSHOT_TAG: Final = b"journal/snapshot/v1"
+_SNAPSHOT_TAG: Final = b"journal/snapshot/v2"
+_SNAPSHOT_V1_TAG: Final = b"journal/snapshot/v1"
 _DATAKEY_TAG: Final = b"journal/datakey/v1"
 _GENESIS_TAG: Final = b"journal/genesis/v1"
 
@@ -228,10 +233,15 @@ def event_ad(
     )
 
 
-def snapshot_ad(journal_id: str, stream: str, seq: int, key_id: str) -> bytes:
-    return b"".join(
-        (_field(_SNAPSHOT_TAG), _text(journal_id), _text(stream), _int(seq), _text(key_id))
-    )
+def snapshot_ad(
+    journal_id: str, stream: str, seq: int, key_id: str, chain_hash: bytes | None
+) -> bytes:
+    """The snapshot's AD; ``chain_hash`` is the hash of event ``seq`` (None: the v1 AD of a
+    snapshot written before anchors, which only opening such a snapshot uses)."""
+    common = (_text(journal_id), _text(stream), _int(seq), _text(key_id))
+    if chain_hash is None:
+        return b"".join((_field(_SNAPSHOT_V1_TAG), *common))
+    return b"".join((_field(_SNAPSHOT_TAG), *common, _field(chain_hash)))
 
 
 def datakey_ad(journal_id: str, key_id: str) -> bytes:
@@ -249,6 +259,43 @@ def chain_hash(prev_hash: bytes, seq: int, ad: bytes, sealed: bytes) -> bytes:
     h.update(ad)
     h.update(sealed)
     return h.digest()
+
+
+def event_hasher(journal_id: str) -> Callable[[bytes, int, str, int, str, bytes], bytes]:
+    """``(prev, seq, stream, version, key_id, sealed) -> chain_hash(prev, seq,
+    event_ad(journal_id, stream, seq, version, key_id, prev), sealed)``, the same bytes, for
+    checking many rows: the constant parts of the associated data are encoded once."""
+    head = _field(_EVENT_TAG) + _text(journal_id)
+    texts: dict[str, bytes] = {}
+    pack_int = struct.Struct(">Q").pack
+    pack_len = struct.Struct(">I").pack
+
+    def text(value: str) -> bytes:
+        found = texts.get(value)
+        if found is None:
+            found = texts[value] = _text(value)
+        return found
+
+    def digest(
+        prev: bytes, seq: int, stream: str, version: int, key_id: str, sealed: bytes
+    ) -> bytes:
+        packed_seq = pack_int(seq)
+        h = hashlib.blake2b(prev, digest_size=HASH_BYTES)
+        for part in (
+            packed_seq,
+            head,
+            text(stream),
+            packed_seq,
+            pack_int(version),
+            text(key_id),
+            pack_len(len(prev)),
+            prev,
+            sealed,
+        ):
+            h.update(part)
+        return h.digest()
+
+    return digest
 
 
 # --- keys ----------------------------------------------------------------------------------

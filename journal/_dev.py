@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ._app import RunSettings
+from ._chain import first_damage, refusal
 from ._engine import RunResult
 from ._errors import (
     IntegrityError,
@@ -120,7 +121,12 @@ def run_once(
 
     path = resolve_program(program)
     if not settings.credentials:
-        settings.credentials = credentials_at(settings.location, profile)
+        try:
+            settings.credentials = credentials_at(settings.location, profile)
+        except IntegrityError as exc:  # a damaged profile event: refused like any broken chain
+            if settings.command == "plan":
+                raise
+            raise refusal(first_damage(settings.location, exc)) from exc
     if (
         settings.command == "plan"
         and settings.journal is None

@@ -158,6 +158,8 @@ class _Journal(Protocol):
 
     def head(self) -> tuple[int, str]: ...
 
+    def ensure_writable(self) -> None: ...
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -267,6 +269,8 @@ class Run:
                 self._stack.enter_context(
                     self.journal.lock(self.stream, holder=holder, timeout=self.lock_timeout)
                 )
+                # a broken chain refuses the run before its state is even loaded (journal._chain)
+                self.journal.ensure_writable()
             self.state = load_state(self.journal, self.stream)
             self._pool = self._stack.enter_context(
                 ThreadPoolExecutor(self.concurrency, thread_name_prefix="journal-run")

@@ -182,6 +182,8 @@ class IntegrityError(StoreError):
 
     def __init__(self, message: str, *, seq: int | None = None):
         self.seq = seq
+        #: the message without its "sequence N: " prefix
+        self.detail = message
         super().__init__(message if seq is None else f"sequence {seq}: {message}")
 
 

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final
 
+import nacl.exceptions
 import nacl.pwhash.argon2id
 
-from . import _crypto
+from . import _chain, _crypto
 from ._errors import (
     ConflictError,
     IncompleteJournalError,
@@ -59,12 +60,15 @@ from ._store import (
 
 __all__ = [
     "MIN_PASSWORD_LENGTH",
+    "ChainCheck",
     "Event",
     "Journal",
     "KdfParams",
     "VerifyReport",
     "check_new_password",
 ]
+
+ChainCheck = _chain.ChainCheck
 
 #: most append requests / rows one group-commit transaction takes (a bigger request goes alone)
 MAX_GROUP: Final = 256
@@ -288,6 +292,11 @@ class Journal:
         self._genesis = _crypto.genesis_hash(meta.journal_id)
         self._group = _GroupCommit(self._commit)
         self._closed = False
+        # the chain as this object last checked it (None: not yet), and the hashes of the
+        # rows it appended since (they need no opening to be trusted); see ``_writable``
+        self._chain_lock = threading.Lock()
+        self._verified: tuple[int, bytes] | None = None
+        self._own: dict[int, bytes] = {}
 
     # --- opening -------------------------------------------------------------------------
 
@@ -413,6 +422,11 @@ class Journal:
         """The underlying store (instrumentation: ``store.stats``)."""
         return self._store
 
+    @property
+    def genesis(self) -> bytes:
+        """The hash the chain starts from (the ``prev_hash`` of event 1)."""
+        return self._genesis
+
     def _check_open(self) -> None:
         if self._closed:
             raise UsageError(f"the journal at {self.location} is closed")
@@ -472,6 +486,10 @@ class Journal:
             raise IntegrityError(f"{what} uses unknown key id {key_id!r}", seq=seq)
         return codec
 
+    def open_row(self, row: Row) -> Event:
+        """Open (authenticate and decrypt) a stored row; ``IntegrityError`` if it fails."""
+        return self._open_row(row)
+
     def _open_row(self, row: Row) -> Event:
         codec = self._codec(row.key_id, row.seq, "the event")
         ad = _crypto.event_ad(
@@ -516,7 +534,10 @@ class Journal:
                 if actual != expected_version:
                     raise ConflictError(stream, expected_version, actual)
             return []
+        self._writable()
         rows = self._group.submit(AppendRequest(stream, expected_version, plaintexts))
+        with self._chain_lock:
+            self._own.update((r.seq, r.hash) for r in rows)
         return [
             Event(r.seq, r.stream, r.version, r.key_id, r.hash.hex(), codec.deserialize(p))
             for r, p in zip(rows, plaintexts, strict=True)
@@ -549,7 +570,8 @@ class Journal:
     # --- snapshots -----------------------------------------------------------------------
 
     def put_snapshot(self, stream: str, seq: int, state: Mapping[str, Any]) -> None:
-        """Store ``state`` as the state of ``stream`` after event ``seq``, encrypted."""
+        """Store ``state`` as the state of ``stream`` after event ``seq``, encrypted and bound
+        to the chain hash of event ``seq`` (the snapshot is then an anchor, see ``_chain``)."""
         self._check_open()
         self._check_stream(stream)
         head = self._store.head()
@@ -558,29 +580,128 @@ class Journal:
                 f"cannot snapshot stream {stream!r} at sequence {seq}: "
                 f"the journal holds events 1 to {head[0] if head else 0}"
             )
+        self._writable()
+        chain_hash = self._verified_hash(seq)
         key_id = self._key_id
         data = self._codecs[key_id].encode(
-            state, _crypto.snapshot_ad(self.journal_id, stream, seq, key_id)
+            state, _crypto.snapshot_ad(self.journal_id, stream, seq, key_id, chain_hash)
         )
         self._store.put_snapshot(SnapshotRow(stream, seq, key_id, data))
 
     def latest_snapshot(
         self, stream: str, upto_seq: int | None = None
     ) -> tuple[int, dict[str, Any]] | None:
+        """The newest snapshot of ``stream`` at or before ``upto_seq`` (default: the head; a
+        snapshot past the head of a truncated journal is not used)."""
         self._check_open()
+        if upto_seq is None:
+            upto_seq = self.head()[0]
         snap = self._store.latest_snapshot(stream, upto_seq)
         return None if snap is None else (snap.seq, self._open_snapshot(snap))
 
-    def _open_snapshot(self, snap: SnapshotRow) -> dict[str, Any]:
+    def unseal_snapshot(self, snap: SnapshotRow, chain_hash: bytes) -> bool:
+        """Authenticate a snapshot against the chain hash of event ``snap.seq``: True if it is
+        bound to it (an anchor), False for a snapshot written before anchors existed.
+        ``IntegrityError`` if it opens neither way."""
+        return self._unseal_snapshot(snap, chain_hash)[1]
+
+    def _unseal_snapshot(self, snap: SnapshotRow, chain_hash: bytes) -> tuple[bytes, bool]:
         what = f"the snapshot of stream {snap.stream!r}"
         codec = self._codec(snap.key_id, snap.seq, what)
-        ad = _crypto.snapshot_ad(self.journal_id, snap.stream, snap.seq, snap.key_id)
-        try:
-            return codec.decode(snap.data, ad)
-        except ValueError as exc:
+        for bound in (chain_hash, None):
+            ad = _crypto.snapshot_ad(self.journal_id, snap.stream, snap.seq, snap.key_id, bound)
+            try:
+                return codec.unseal(snap.data, ad), bound is not None
+            except nacl.exceptions.CryptoError:
+                continue
+        raise IntegrityError(
+            f"{what} does not open with the chain's hash at its sequence: the snapshot was "
+            "modified or moved, or the events under it were rewritten",
+            seq=snap.seq,
+        )
+
+    def _open_snapshot(self, snap: SnapshotRow) -> dict[str, Any]:
+        row = self._store.get(snap.seq)
+        if row is None:
+            head = self.head()[0]
             raise IntegrityError(
-                f"{what} does not open ({exc}): it was modified or moved", seq=snap.seq
+                f"the snapshot of stream {snap.stream!r} is past the journal's head {head}"
+                if snap.seq > head
+                else f"event {snap.seq} is missing (the snapshot of stream {snap.stream!r} "
+                "was taken there)",
+                seq=snap.seq,
+            )
+        plain, _ = self._unseal_snapshot(snap, row.hash)
+        try:
+            return self._codecs[snap.key_id].deserialize(plain)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise IntegrityError(
+                f"the snapshot of stream {snap.stream!r} does not decode ({exc})", seq=snap.seq
             ) from exc
+
+    # --- the chain before a write --------------------------------------------------------
+
+    def check_chain(self) -> ChainCheck:
+        """The bounded chain check of ``_chain`` (what writes run first; reading commands run
+        it to warn). Raises ``IntegrityError`` naming the first bad sequence it finds."""
+        self._check_open()
+        with self._chain_lock:
+            return self._check_chain()
+
+    def _check_chain(self) -> ChainCheck:
+        report = _chain.check_chain(self)
+        self._verified = (report.head_seq, report.head_hash)
+        self._own = {s: h for s, h in self._own.items() if s > report.head_seq}
+        return report
+
+    def ensure_writable(self) -> None:
+        """The chain check, once, before this object's first write (every write calls it):
+        a broken chain raises ``IntegrityError`` naming the first bad sequence found and
+        ``journal verify``, and nothing is written."""
+        self._check_open()
+        self._writable()
+
+    def _writable(self) -> None:
+        if self._verified is not None:
+            return
+        with self._chain_lock:
+            if self._verified is not None:
+                return
+            try:
+                self._check_chain()
+            except IntegrityError as exc:
+                raise _chain.refusal(exc) from exc
+
+    def _verified_hash(self, seq: int) -> bytes:
+        """The chain hash of event ``seq``, checked from where this object last checked the
+        chain: rows it appended itself by their hashes, others' rows in full (a snapshot
+        bound to it must not vouch for a row nobody opened)."""
+        with self._chain_lock:
+            assert self._verified is not None
+            done, prev = self._verified
+            if seq <= done:
+                row = self._store.get(seq)
+                if row is None:
+                    raise IntegrityError(f"event {seq} is missing", seq=seq)
+                return row.hash
+            expected = done + 1
+            hasher = _crypto.event_hasher(self.journal_id)
+            for row in self._store.read(after_seq=done, upto_seq=seq):
+                mine = self._own.pop(row.seq, None)
+                if mine is not None and row.seq == expected and row.prev_hash == prev:
+                    if row.hash != mine:
+                        raise IntegrityError(
+                            "the event's hash is not the one this process wrote", seq=row.seq
+                        )
+                    prev = row.hash
+                else:
+                    prev = _chain.step(hasher, prev, expected, row)
+                    self._open_row(row)
+                expected += 1
+            if expected <= seq:
+                raise IntegrityError(f"event {expected} is missing", seq=expected)
+            self._verified = (seq, prev)
+            return prev
 
     # --- locking -------------------------------------------------------------------------
 
@@ -688,6 +809,7 @@ class Journal:
         nothing. Raises ``WeakPasswordError`` for a blank or too short new password."""
         self._check_open()
         check_new_password(new_password)
+        self._writable()
         meta = self._meta
         salt = _crypto.new_salt()
         kek = _crypto.derive_kek(

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from . import _crypto
+from ._chain import refusal
 from ._errors import IntegrityError, StorageError, StoreError, UsageError
 from ._journal import Journal, VerifyReport
 from ._store import AppendRequest, Row, RowSealer, Store, open_store, resolve_location
@@ -205,7 +206,10 @@ def migrate(
             stack.enter_context(
                 src.lock(stream, holder={"command": "migrate"}, timeout=lock_timeout)
             )
-        src_report: VerifyReport = src.verify()
+        try:
+            src_report: VerifyReport = src.verify()
+        except IntegrityError as exc:
+            raise refusal(exc) from exc  # names `journal verify`; nothing was written yet
         head_seq = src_report.head_seq
         meta = src.store.read_meta()
         if meta is None:  # pragma: no cover - it was just opened

@@ -694,12 +694,17 @@ class PostgresStore(Store):
 
     def streams(self) -> list[str]:
         # distinct streams by skipping through the (stream, version) index: one probe each
-        events = self._t["events"]
+        return self._distinct_streams(self._t["events"])
+
+    def snapshot_streams(self) -> list[str]:
+        return self._distinct_streams(self._t["snapshots"])  # through its (stream, seq) key
+
+    def _distinct_streams(self, table: str) -> list[str]:
         sql = f"""
             WITH RECURSIVE s(name) AS (
-                SELECT min(stream) FROM {events}
+                SELECT min(stream) FROM {table}
                 UNION ALL
-                SELECT (SELECT min(stream) FROM {events} WHERE stream > s.name)
+                SELECT (SELECT min(stream) FROM {table} WHERE stream > s.name)
                 FROM s WHERE s.name IS NOT NULL
             )
             SELECT name FROM s WHERE name IS NOT NULL

@@ -101,6 +101,7 @@ WITH RECURSIVE s(name) AS (
 )
 SELECT name FROM s WHERE name IS NOT NULL
 """
+_SNAPSHOT_STREAMS_SQL: Final = _STREAMS_SQL.replace("events", "snapshots")
 
 # Primary SQLite result codes (https://www.sqlite.org/rescode.html)
 _SQLITE_PERM: Final = 3
@@ -785,6 +786,10 @@ class SQLiteStore(Store):
         with self._reader("reading") as conn:
             found = conn.execute(sql + " ORDER BY seq DESC LIMIT 1", params).fetchone()
         return None if found is None else _snapshot(found)
+
+    def snapshot_streams(self) -> list[str]:
+        with self._reader("reading") as conn:
+            return [str(r[0]) for r in conn.execute(_SNAPSHOT_STREAMS_SQL)]
 
     def snapshots(self) -> Iterator[SnapshotRow]:
         self._check_open()

@@ -230,6 +230,11 @@ class Store(ABC):
     def snapshots(self) -> Iterator[SnapshotRow]:
         """Every snapshot, ordered by (stream, seq)."""
 
+    def snapshot_streams(self) -> list[str]:
+        """The streams that have a snapshot, sorted (also those whose events are gone).
+        Stores override this with an index probe per stream; this fallback reads them all."""
+        return sorted({snap.stream for snap in self.snapshots()})
+
     # --- locking -------------------------------------------------------------------------
 
     @abstractmethod

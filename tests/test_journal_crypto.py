@@ -97,9 +97,29 @@ def test_associated_data_is_unambiguous() -> None:
     assert len(variants) == 2 * 3 * 2 * 3 * 2
     # moving bytes from one field to the next changes the encoding
     assert _crypto.event_ad("ab", "c", 1, 1, "k", h) != _crypto.event_ad("a", "bc", 1, 1, "k", h)
-    assert _crypto.snapshot_ad("j", "s", 1, "k") != _crypto.snapshot_ad("j", "s", 2, "k")
+    assert _crypto.snapshot_ad("j", "s", 1, "k", h) != _crypto.snapshot_ad("j", "s", 2, "k", h)
+    # the anchor's hash is bound in; a v1 (anchorless) AD is another domain
+    assert _crypto.snapshot_ad("j", "s", 1, "k", h) != _crypto.snapshot_ad(
+        "j", "s", 1, "k", h[:31] + b"\x01"
+    )
+    assert _crypto.snapshot_ad("j", "s", 1, "k", h) != _crypto.snapshot_ad("j", "s", 1, "k", None)
     # domains never collide
-    assert _crypto.snapshot_ad("j", "s", 1, "k") != _crypto.datakey_ad("j", "k")
+    assert _crypto.snapshot_ad("j", "s", 1, "k", h) != _crypto.datakey_ad("j", "k")
+
+
+def test_the_row_hasher_is_the_chain_formula() -> None:
+    hasher = _crypto.event_hasher("jid")
+    for prev, seq, stream, version, key_id, sealed in [
+        (b"\x00" * 32, 1, "a/b", 1, "k1", b"sealed"),
+        (b"\x07" * 32, 2**40, "a/b\u00e9", 7, "k2", b""),
+        (b"\x01" * 5, 3, "a/b", 2, "k1", b"x" * 1000),  # a damaged prev_hash of another length
+    ]:
+        ad = _crypto.event_ad("jid", stream, seq, version, key_id, prev)
+        expected = _crypto.chain_hash(prev, seq, ad, sealed)
+        assert hasher(prev, seq, stream, version, key_id, sealed) == expected
+    assert _crypto.event_hasher("other")(b"\x00" * 32, 1, "a/b", 1, "k1", b"s") != hasher(
+        b"\x00" * 32, 1, "a/b", 1, "k1", b"s"
+    )
 
 
 def test_chain_hash_and_genesis() -> None:

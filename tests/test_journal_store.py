@@ -294,6 +294,21 @@ def test_snapshots(jr: Journal) -> None:
     with pytest.raises(UsageError):
         jr.put_snapshot("app/dev", 5, {"bad": {1, 2}})
     assert jr.verify().events == 11
+    assert jr.store.snapshot_streams() == ["app/dev", "app/other"]
+
+
+def test_snapshots_are_anchors_of_the_chain(jr: Journal) -> None:
+    """The newest snapshot is where the chain check starts (journal._chain), on every store."""
+    assert jr.store.snapshot_streams() == []
+    jr.append("app/dev", [{"type": "e", "i": i} for i in range(5)])
+    report = jr.check_chain()
+    assert (report.anchor_seq, report.anchored, report.opened) == (0, False, 5)
+    jr.put_snapshot("app/dev", 4, {"s": 4})
+    jr.append("app/zzz", [{"type": "e"}])
+    report = jr.check_chain()
+    assert (report.anchor_seq, report.anchored, report.hashed, report.opened) == (4, True, 4, 2)
+    assert (report.head_seq, report.head_hash.hex()) == jr.head()
+    assert jr.store.snapshot_streams() == ["app/dev"]
 
 
 # --- passwords and opening -----------------------------------------------------------------
