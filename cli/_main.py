@@ -18,7 +18,7 @@ import click
 from journal import __version__
 from journal._errors import JournalError
 
-from . import _commands_migrate, _commands_run, _commands_state
+from . import _commands_migrate, _commands_run, _commands_state, _commands_ui
 from ._commands_common import journal_option, profile_option, stage_option, yes_option
 
 __all__ = ["cli", "main"]
@@ -76,7 +76,12 @@ def cli() -> None:
     Exit status: 0 success, 1 an operation failed, 2 bad usage."""
 
 
-for _command in (*_commands_run.COMMANDS, *_commands_state.COMMANDS, *_commands_migrate.COMMANDS):
+for _command in (
+    *_commands_run.COMMANDS,
+    *_commands_state.COMMANDS,
+    *_commands_migrate.COMMANDS,
+    *_commands_ui.COMMANDS,
+):
     cli.add_command(_command)
     # the same -h/--help however a command is invoked (click caches a command's help
     # option on first use, so one invoked alone first would otherwise lose -h everywhere)
