@@ -426,7 +426,8 @@ class Model:
         scanned = 0
         reached = upper
         older: int | None = None
-        for ev in self.journal.read(one, after_seq=floor, upto_seq=upper - 1, reverse=True):
+        after = max(floor - 1, 0)  # floor is the first sequence in the time range
+        for ev in self.journal.read(one, after_seq=after, upto_seq=upper - 1, reverse=True):
             scanned += 1
             reached = ev.seq
             if ev.stream in keep and self._matches(ev, flt):
@@ -437,7 +438,7 @@ class Model:
             if scanned >= SCAN_BUDGET:
                 older = ev.seq
                 break
-        if older is not None and older <= floor + 1:
+        if older is not None and older <= after + 1:
             older = None
         by_stream: dict[str, list[int]] = {}
         for ev in matched:
