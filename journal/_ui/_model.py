@@ -21,7 +21,7 @@ import dataclasses
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -46,7 +46,7 @@ __all__ = [
 Json = dict[str, Any]
 
 #: events one request may decrypt while looking for matches before it offers "older"
-SCAN_BUDGET: Final = 20_000
+SCAN_BUDGET: Final = 10_000
 #: runs one request may look at while filtering before it offers "older"
 RUN_BUDGET: Final = 400
 
@@ -400,10 +400,15 @@ class Model:
     def records(self, stream: str, after: int, upto: int) -> list[HistoryRecord]:
         """Records of ``stream``'s events in ``after < seq <= upto``, with field diffs
         against the state before ``after``, and actor/host from their run."""
+        return self._records(
+            stream, after, self.journal.read(stream, after_seq=after, upto_seq=upto)
+        )
+
+    def _records(self, stream: str, after: int, events: Iterable[Event]) -> list[HistoryRecord]:
         folder = _Folder(show_secrets=self.show_secrets)
         _seed(folder, load_state(self.journal, stream, upto_seq=after), stream)
         out: list[HistoryRecord] = []
-        for ev in self.journal.read(stream, after_seq=after, upto_seq=upto):
+        for ev in events:
             rec = folder.record(ev)
             if rec.actor is None and rec.run is not None:
                 started = self._first_of(ev).payload
@@ -423,32 +428,61 @@ class Model:
         one = streams[0] if len(streams) == 1 else None
         keep = set(streams)
         matched: list[Event] = []
+        seen: dict[str, list[Event]] = {}  # the scanned events of the kept streams
+        # actor filter: an event's actor is on its run's run.started, which a backward scan
+        # meets a little later (a run is contiguous): events wait for it here
+        waiting: dict[tuple[str, str], list[Event]] = {}
         scanned = 0
         reached = upper
-        older: int | None = None
+        exhausted = True
         after = max(floor - 1, 0)  # floor is the first sequence in the time range
         for ev in self.journal.read(one, after_seq=after, upto_seq=upper - 1, reverse=True):
             scanned += 1
             reached = ev.seq
-            if ev.stream in keep and self._matches(ev, flt):
-                matched.append(ev)
-                if len(matched) >= size:
-                    older = ev.seq
-                    break
-            if scanned >= SCAN_BUDGET:
-                older = ev.seq
+            if ev.stream in keep:
+                seen.setdefault(ev.stream, []).append(ev)
+                p = ev.payload
+                run = p.get("run")
+                if self._matches(ev, flt):
+                    actor = p.get("actor")
+                    if flt.actor is None:
+                        matched.append(ev)
+                    elif actor is None and isinstance(run, str):
+                        waiting.setdefault((ev.stream, run), []).append(ev)
+                    elif actor == flt.actor:
+                        matched.append(ev)
+                if flt.actor is not None and p.get("type") == "run.started":
+                    if isinstance(run, str):
+                        with self._runs_lock:
+                            self._firsts[(ev.stream, run)] = ev
+                    if p.get("actor") == flt.actor:
+                        matched += waiting.pop((ev.stream, str(run)), [])
+                    else:
+                        waiting.pop((ev.stream, str(run)), None)
+            if len(matched) >= size and not waiting:
+                exhausted = False
                 break
-        if older is not None and older <= after + 1:
-            older = None
-        by_stream: dict[str, list[int]] = {}
-        for ev in matched:
-            by_stream.setdefault(ev.stream, []).append(ev.seq)
-        wanted = {ev.seq for ev in matched}
+            if scanned >= SCAN_BUDGET:
+                exhausted = ev.seq <= after + 1
+                break
+        for (_stream, _run), evs in waiting.items():  # runs that began before the scan's end
+            if self._first_of(evs[0]).payload.get("actor") == flt.actor:
+                matched += evs
+        matched.sort(key=lambda e: e.seq, reverse=True)
+        older: int | None = None
+        if len(matched) > size:
+            matched = matched[:size]
+            older = matched[-1].seq
+        elif len(matched) == size and not exhausted:
+            older = matched[-1].seq
+        elif not exhausted:
+            older = reached
         records: list[HistoryRecord] = []
-        for stream, seqs in by_stream.items():
-            records += [
-                r for r in self.records(stream, min(seqs) - 1, max(seqs)) if r.seq in wanted
-            ]
+        wanted = {ev.seq for ev in matched}
+        for stream in {ev.stream for ev in matched}:
+            lowest = min(ev.seq for ev in matched if ev.stream == stream)
+            span = [ev for ev in reversed(seen[stream]) if ev.seq >= lowest]
+            records += [r for r in self._records(stream, lowest - 1, span) if r.seq in wanted]
         records.sort(key=lambda r: r.seq, reverse=True)
         return EventPage(records, older, scanned, reached)
 
@@ -463,15 +497,8 @@ class Model:
                 return False
         if flt.since is not None and _before(p.get("time"), flt.since):
             return False
-        if flt.until is not None and not _before(p.get("time"), flt.until, inclusive=True):
-            return False
-        if flt.actor is not None:
-            actor = p.get("actor")
-            if actor is None and isinstance(p.get("run"), str):
-                actor = self._first_of(ev).payload.get("actor")
-            if actor != flt.actor:
-                return False
-        return True
+        # the actor is checked by `events`, which knows the runs it walked
+        return flt.until is None or _before(p.get("time"), flt.until, inclusive=True)
 
     # --- time ------------------------------------------------------------------------
 
