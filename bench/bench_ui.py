@@ -11,7 +11,8 @@ then runs up to the size: mostly no-op runs (``run.started`` + ``run.finished``,
 ``dev`` session leaves) and, every ``--update-every`` runs, one that updates a database's
 tag, plus a second stage ``bench/staging`` interleaved. Events are appended through the
 public API (``Journal.append``) with payloads from ``journal._events.make_event``, and the
-stage's snapshot is written after every 10,000 events (a real run writes one at its end).
+stage's snapshot is written every ``--snapshot-every`` events (default 1,000, ~450 runs: sparser than
+the engine, which writes one at the end of every run).
 
 Then ``journal ui``'s server starts in process on 127.0.0.1 and each page is fetched over
 real HTTP: the first request of each page (nothing cached by the model), then the median
@@ -115,7 +116,7 @@ def first_run(n: int, when: dt.datetime, stage: str) -> list[dict[str, Any]]:
     return out
 
 
-def build(path: Path, total: int, resources: int, update_every: int) -> float:
+def build(path: Path, total: int, resources: int, update_every: int, args_batch: int) -> float:
     t0 = time.perf_counter()
     with Journal.open(path, password=PASSWORD, kdf=KdfParams.minimum()) as jr:
         when = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -128,7 +129,7 @@ def build(path: Path, total: int, resources: int, update_every: int) -> float:
         while jr.head()[0] < total:
             batch: list[dict[str, Any]] = []
             other: list[dict[str, Any]] = []
-            while len(batch) < 10_000:
+            while len(batch) < args_batch:
                 when += dt.timedelta(seconds=20)
                 run = uuid.uuid4().hex[:16]
                 runs += 1
@@ -218,6 +219,12 @@ def main() -> None:
     parser.add_argument("--events", default="1M", help="total events (default 1M)")
     parser.add_argument("--resources", type=int, default=200, help="resources in the stage")
     parser.add_argument("--update-every", type=int, default=10, help="an update every N runs")
+    parser.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=1_000,
+        help="events between snapshots (default 1,000; the engine writes one per run)",
+    )
     parser.add_argument("--runs", type=int, default=5, help="repeats after the first request")
     parser.add_argument("--dir", type=Path, default=None, help="keep the journal here")
     args = parser.parse_args()
@@ -226,7 +233,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"ui-{args.events}.db"
     if not path.exists():
-        seconds = build(path, total, args.resources, args.update_every)
+        seconds = build(path, total, args.resources, args.update_every, args.snapshot_every)
         print(f"built {path} ({total:,} events) in {seconds:.0f} s", file=sys.stderr)
     with Journal.open(path, password=PASSWORD) as jr:
         head = jr.head()[0]

@@ -92,7 +92,11 @@ def _layout(
             cx, cy = v.view.xy
             boxes[v.data] = (cx - v.view.w / 2 + dx, cy - v.view.h / 2 + dy, v.view.w)
         for e in comp.sE:
-            pts = e.view.points or [e.v[0].view.xy, e.v[1].view.xy]
+            pts = list(e.view.points or [e.v[0].view.xy, e.v[1].view.xy])
+            # from the bottom of the dependency to the top of its dependent
+            src, dst = e.v[0].view, e.v[1].view
+            pts[0] = (src.xy[0], src.xy[1] + src.h / 2)
+            pts[-1] = (dst.xy[0], dst.xy[1] - dst.h / 2)
             lines.append([(px + dx, py + dy) for px, py in pts])
         x0 += max(xe) - min(xs) + GAP
         height = max(height, max(ye) - min(ys) + 2 * PAD)
