@@ -11,8 +11,8 @@ then runs up to the size: mostly no-op runs (``run.started`` + ``run.finished``,
 ``dev`` session leaves) and, every ``--update-every`` runs, one that updates a database's
 tag, plus a second stage ``bench/staging`` interleaved. Events are appended through the
 public API (``Journal.append``) with payloads from ``journal._events.make_event``, and the
-stage's snapshot is written every ``--snapshot-every`` events (default 1,000, ~450 runs: sparser than
-the engine, which writes one at the end of every run).
+stage's snapshot is written every ``--snapshot-every`` events (default 1,000, ~450 runs:
+sparser than the engine, which writes one at the end of every run).
 
 Then ``journal ui``'s server starts in process on 127.0.0.1 and each page is fetched over
 real HTTP: the first request of each page (nothing cached by the model), then the median
@@ -169,8 +169,8 @@ def build(path: Path, total: int, resources: int, update_every: int, args_batch:
 def measure(path: Path, runs: int) -> list[tuple[str, float, float, int]]:
     with Journal.open(path, password=PASSWORD) as jr:
         head = jr.head()[0]
-        last_day = dt.datetime(2025, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=20 * head / 2)
-        since = (last_day - dt.timedelta(hours=1)).isoformat(timespec="seconds")
+        last = dt.datetime.fromisoformat(jr.event(head).payload["time"])
+        since = (last - dt.timedelta(hours=1)).isoformat(timespec="seconds")
         pages = [
             ("runs (all stages)", "runs"),
             ("runs ?stage=staging", "runs?stage=staging"),

@@ -51,8 +51,12 @@ class _EdgeView:
         self.points = [(float(p[0]), float(p[1])) for p in pts]
 
 
+def _type_label(node: Node) -> str:
+    return node.type + (" · protected" if node.status == "protected" else "")
+
+
 def _width(node: Node) -> float:
-    return max(len(node.id), len(node.type)) * CHAR_W + 24
+    return max(len(node.id) * CHAR_W, len(_type_label(node)) * CHAR_W * 0.92) + 24
 
 
 def _layout(
@@ -141,8 +145,7 @@ def render_svg(nodes: Sequence[Node], href: Callable[[str], str]) -> str:
             f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{NODE_H:.0f}" rx="6"/>'
             f'<text x="{x + 12:.1f}" y="{y + 17:.1f}" class="id">{label}</text>'
             f'<text x="{x + 12:.1f}" y="{y + 32:.1f}" class="type">'
-            f"{escape(node.type)}{' · protected' if node.status == 'protected' else ''}"
-            "</text></a>"
+            f"{escape(_type_label(node))}</text></a>"
         )
     out.append("</svg>")
     return "".join(out)
