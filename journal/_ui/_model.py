@@ -418,7 +418,12 @@ class Model:
 
     def events(self, flt: EventFilter, *, before: int | None = None, size: int = 50) -> EventPage:
         """A page of events matching ``flt``, newest first; at most SCAN_BUDGET decrypted."""
-        streams = [flt.stream] if flt.stream else self._streams(flt.app, flt.stage)
+        if flt.stream:
+            streams = [flt.stream]
+        elif flt.app is None and flt.stage is None:
+            streams = self.journal.streams()  # stored credentials too, as `journal history`
+        else:
+            streams = self._streams(flt.app, flt.stage)
         if not streams:
             return EventPage([], None)
         upper = before if before is not None else self.journal.head()[0] + 1

@@ -84,14 +84,27 @@ def layout(model: Model, title: str, active: str, body: str) -> str:
     )
 
 
-def _filters(action: str, fields: Sequence[tuple[str, str, str]], values: Mapping[str, Any]) -> str:
-    inputs = "".join(
-        f'<label>{escape(label)} <input name="{name}" value="{escape(str(values.get(name) or ""))}"'
-        f' placeholder="{escape(hint)}"></label>'
-        for name, label, hint in fields
-    )
+def _filters(
+    model: Model, action: str, fields: Sequence[tuple[str, str, str]], values: Mapping[str, Any]
+) -> str:
+    inputs = []
+    for name, label, hint in fields:
+        current = str(values.get(name) or "")
+        if name == "stage":  # a choice among the journal's stages
+            stages = sorted({s for _a, s in model.stages()} | ({current} - {""}))
+            options = "".join(
+                f'<option value="{escape(s)}"{" selected" if s == current else ""}>'
+                f"{escape(s or 'all stages')}</option>"
+                for s in ["", *stages]
+            )
+            inputs.append(f'<label>{escape(label)} <select name="stage">{options}</select></label>')
+            continue
+        inputs.append(
+            f'<label>{escape(label)} <input name="{name}" value="{escape(current)}"'
+            f' placeholder="{escape(hint)}"></label>'
+        )
     return (
-        f'<form class="filters" method="get" action="{action}">{inputs}'
+        f'<form class="filters" method="get" action="{action}">{"".join(inputs)}'
         f'<button type="submit">Filter</button> <a href="{action}">clear</a></form>'
     )
 
@@ -190,7 +203,7 @@ def runs_page(model: Model, page: RunPage, values: Mapping[str, Any]) -> str:
             f"<summary>{_run_summary(block)}</summary>"
             f'<div class="run-events"><a href="{full}">open this run</a></div></details>'
         )
-    body = _filters("runs", fields, values)
+    body = _filters(model, "runs", fields, values)
     body += "".join(items) if items else '<p class="empty">No runs match.</p>'
     if page.older is not None:
         more = link("runs", **{**values, "before": page.older})
@@ -228,7 +241,7 @@ def events_page(model: Model, page: EventPage, values: Mapping[str, Any]) -> str
         ("since", "since", "2d or 2024-05-01T10:00"),
         ("until", "until", "1h or 2024-05-02"),
     ]
-    body = _filters("events", fields, values) + _records(page.records)
+    body = _filters(model, "events", fields, values) + _records(page.records)
     if page.older is not None:
         more = link("events", **{**values, "before": page.older})
         body += (
