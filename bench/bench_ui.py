@@ -11,7 +11,7 @@ then runs up to the size: mostly no-op runs (``run.started`` + ``run.finished``,
 ``dev`` session leaves) and, every ``--update-every`` runs, one that updates a database's
 tag, plus a second stage ``bench/staging`` interleaved. Events are appended through the
 public API (``Journal.append``) with payloads from ``journal._events.make_event``, and the
-stage's snapshot is written every ``--snapshot-every`` events (default 1,000, ~450 runs:
+stages' snapshots are written every ``--snapshot-every`` events (default 1,000, ~450 runs:
 sparser than the engine, which writes one at the end of every run).
 
 Then ``journal ui``'s server starts in process on 127.0.0.1 and each page is fetched over
@@ -124,6 +124,7 @@ def build(path: Path, total: int, resources: int, update_every: int, args_batch:
         jr.append(prod, first_run(resources, when, "prod"))
         jr.append(staging, first_run(4, when, "staging"))
         state = load_state(jr, prod)
+        side = load_state(jr, staging)
         runs = 0
         tags = 1
         while jr.head()[0] < total:
@@ -160,9 +161,11 @@ def build(path: Path, total: int, resources: int, update_every: int, args_batch:
                 apply(state, ev.seq, ev.version, ev.payload)
             snapshot_state(jr, state)  # real runs write one at every run's end
             if other:
-                jr.append(staging, other)
+                for ev in jr.append(staging, other):
+                    apply(side, ev.seq, ev.version, ev.payload)
+                snapshot_state(jr, side)
         snapshot_state(jr, state)
-        snapshot_state(jr, load_state(jr, staging))
+        snapshot_state(jr, side)
     return time.perf_counter() - t0
 
 
@@ -185,7 +188,6 @@ def measure(path: Path, runs: int) -> list[tuple[str, float, float, int]]:
             ("stage graph (bench/prod)", "stage?app=bench&stage=prod"),
             ("resource db-7", "resource?app=bench&stage=prod&id=db-7"),
             ("integrity (head only)", "integrity.json"),
-            ("rollback preview (head-10)", f"rollback?seq={head - 10}"),
         ]
         out = []
         for label, page in pages:

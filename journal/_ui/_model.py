@@ -45,8 +45,10 @@ __all__ = [
 
 Json = dict[str, Any]
 
-#: events one request may decrypt while looking for matches before it offers "older"
+#: events one request may decrypt while looking for matches before it offers "older" ...
 SCAN_BUDGET: Final = 10_000
+#: ... and seconds it may spend on it (the page stays quick on a slow or busy machine)
+SCAN_SECONDS: Final = 0.3
 #: runs one request may look at while filtering before it offers "older"
 RUN_BUDGET: Final = 400
 
@@ -417,7 +419,8 @@ class Model:
         return out
 
     def events(self, flt: EventFilter, *, before: int | None = None, size: int = 50) -> EventPage:
-        """A page of events matching ``flt``, newest first; at most SCAN_BUDGET decrypted."""
+        """A page of events matching ``flt``, newest first; the scan stops after SCAN_BUDGET
+        events or SCAN_SECONDS, and the page then offers the older ones."""
         if flt.stream:
             streams = [flt.stream]
         elif flt.app is None and flt.stage is None:
@@ -441,6 +444,7 @@ class Model:
         reached = upper
         exhausted = True
         after = max(floor - 1, 0)  # floor is the first sequence in the time range
+        deadline = time.monotonic() + SCAN_SECONDS
         for ev in self.journal.read(one, after_seq=after, upto_seq=upper - 1, reverse=True):
             scanned += 1
             reached = ev.seq
@@ -467,7 +471,7 @@ class Model:
             if len(matched) >= size and not waiting:
                 exhausted = False
                 break
-            if scanned >= SCAN_BUDGET:
+            if scanned >= SCAN_BUDGET or (scanned % 256 == 0 and time.monotonic() > deadline):
                 exhausted = ev.seq <= after + 1
                 break
         for (_stream, _run), evs in waiting.items():  # runs that began before the scan's end
