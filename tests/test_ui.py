@@ -275,6 +275,18 @@ def test_runs_are_found_by_binary_search_and_paged(journal_db: Path) -> None:
         }
         assert [b.last_seq for b in blocks] == sorted((b.last_seq for b in blocks), reverse=True)
         assert all(b.started is not None and b.finished is not None for b in blocks)
+        # filters: by actor, command, status and start time (bounds found by binary search)
+        third = sorted(blocks, key=lambda b: b.first_seq)[2]
+        assert third.time is not None
+        since = model.runs(RunFilter(since=_dt(third.time))).runs
+        assert [b.first_seq for b in since] == sorted(
+            (b.first_seq for b in blocks if b.first_seq >= third.first_seq), reverse=True
+        )
+        until = model.runs(RunFilter(until=_dt(third.time))).runs
+        assert {b.first_seq for b in until} <= {b.first_seq for b in blocks}
+        assert all(_dt(b.time or "") <= _dt(third.time) for b in until)
+        assert model.runs(RunFilter(status="failed")).runs[0].stage == "dev"
+        assert model.runs(RunFilter(actor="nobody")).runs == []
 
 
 def test_rollback_preview_shows_the_plan_and_changes_nothing(

@@ -49,7 +49,7 @@ Json = dict[str, Any]
 SCAN_BUDGET: Final = 10_000
 #: ... and seconds it may spend on it (the page stays quick on a slow or busy machine)
 SCAN_SECONDS: Final = 0.3
-#: runs one request may look at while filtering before it offers "older"
+#: runs one request may look at while filtering before it offers "older" (or SCAN_SECONDS)
 RUN_BUDGET: Final = 400
 
 
@@ -358,6 +358,7 @@ class Model:
             bound = self.seq_at_time(flt.until, after=True)
             before = bound if before is None else min(before, bound)
         floor = self.seq_at_time(flt.since) if flt.since is not None else 0
+        deadline = time.monotonic() + SCAN_SECONDS
         iters = {s: self._stream_runs(s, before) for s in streams}
         heads: dict[str, RunBlock] = {}
         for s, it in iters.items():
@@ -373,7 +374,9 @@ class Model:
             if block.last_seq < floor or (flt.since is not None and _before(block.time, flt.since)):
                 del heads[stream]
                 continue
-            if len(out) >= size or len(looked) >= RUN_BUDGET:
+            if looked and (
+                len(out) >= size or len(looked) >= RUN_BUDGET or time.monotonic() > deadline
+            ):
                 older = looked[-1].last_seq
                 break
             looked.append(block)
