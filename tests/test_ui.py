@@ -5,6 +5,7 @@ browser test drives Debian's Chromium with playwright."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import secrets
@@ -495,3 +496,29 @@ def test_a_real_browser_shows_a_broken_chain(journal_db: Path) -> None:
             assert page.locator("#bad-seq").inner_text() == "9"
         finally:
             browser.close()
+
+
+# --- the graph layout ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [7, 2001])
+def test_the_graph_places_every_resource_without_overlap(n: int) -> None:
+    from journal._ui._graph import NODE_H, Node, _layout, render_svg
+
+    dbs = (n - 1) // 2
+    nodes = [Node("project", "x.Project", "protected", ())]
+    nodes += [Node(f"db-{i}", "x.Database", "ready", ("project",)) for i in range(dbs)]
+    nodes += [Node(f"conn-{i}", "x.Connection", "ready", (f"db-{i}",)) for i in range(dbs)]
+    nodes.append(Node("lonely", "x.Thing", "failed", ()))
+    boxes, lines, width, height = _layout(nodes)
+    assert set(boxes) == {node.id for node in nodes}
+    assert len(lines) == 2 * dbs  # one edge per dependency
+    for x, y, w in boxes.values():
+        assert x >= 0 and x + w <= width and y >= 0 and y + NODE_H <= height
+    spans = sorted((y, x, x + w) for x, y, w in boxes.values())
+    for (y1, _a1, b1), (y2, a2, _b2) in itertools.pairwise(spans):
+        assert y1 != y2 or b1 <= a2, "two boxes overlap"
+    # dependencies sit above what depends on them
+    assert boxes["project"][1] < boxes["db-0"][1] < boxes["conn-0"][1]
+    svg = render_svg(nodes, lambda rid: f"resource?id={rid}")
+    assert svg.count("<a class=") == len(nodes) and 'data-resource="lonely"' in svg
