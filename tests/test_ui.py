@@ -150,7 +150,15 @@ def test_a_request_without_the_token_is_refused(server: UIServer) -> None:
     assert server.httpd.server_address[0] == "127.0.0.1"
 
 
+def _rows(journal_db: Path) -> tuple[int, int]:
+    with contextlib.closing(sqlite3.connect(journal_db)) as conn:
+        events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        snaps = conn.execute("SELECT count(*) FROM snapshots").fetchone()[0]
+    return events, snaps
+
+
 def test_no_secret_in_any_response_unless_show_secrets(journal_db: Path) -> None:
+    before = _rows(journal_db)
     with Journal.open(journal_db) as jr, UIServer(jr).start() as srv:
         pages = crawl(srv.url)
         assert any("/stage?" in u for u in pages) and any("/resource?" in u for u in pages)
@@ -161,6 +169,7 @@ def test_no_secret_in_any_response_unless_show_secrets(journal_db: Path) -> None
             assert resp.headers["Cache-Control"] == "no-store"
         outputs = get(srv.url + "stage?app=demo&stage=dev").text
         assert "token" in outputs and "********" in outputs
+    assert _rows(journal_db) == before  # every page, rollback previews included, only read
     with Journal.open(journal_db) as jr, UIServer(jr, show_secrets=True).start() as srv:
         assert SECRET in get(srv.url + "stage?app=demo&stage=dev").text
         assert SECRET in get(srv.url + "events?action=outputs").text
