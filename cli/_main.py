@@ -18,7 +18,13 @@ import click
 from journal import __version__
 from journal._errors import JournalError
 
-from . import _commands_import, _commands_migrate, _commands_run, _commands_state
+from . import (
+    _commands_import,
+    _commands_migrate,
+    _commands_run,
+    _commands_state,
+    _commands_ui,
+)
 from ._commands_common import journal_option, profile_option, stage_option, yes_option
 
 __all__ = ["cli", "main"]
@@ -81,6 +87,7 @@ for _command in (
     *_commands_state.COMMANDS,
     *_commands_migrate.COMMANDS,
     *_commands_import.COMMANDS,
+    *_commands_ui.COMMANDS,
 ):
     cli.add_command(_command)
     # the same -h/--help however a command is invoked (click caches a command's help

@@ -15,7 +15,7 @@ from typing import Any
 
 from ._secret import MASK, Secret, is_secret_json, secret_from_json, secret_to_json
 
-__all__ = ["decode", "diff", "encode", "fingerprint", "mask"]
+__all__ = ["decode", "diff", "encode", "fingerprint", "mask", "reveal"]
 
 
 def encode(value: Any) -> Any:
@@ -52,6 +52,19 @@ def mask(value: Any) -> Any:
         return {k: mask(v) for k, v in value.items()}
     if isinstance(value, list):
         return [mask(v) for v in value]
+    return value
+
+
+def reveal(value: Any) -> Any:
+    """JSON value -> JSON value with every secret in clear (only for ``--show-secrets``)."""
+    if is_secret_json(value):
+        return value["$secret"]
+    if isinstance(value, Secret):
+        return value.unencrypted
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
     return value
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ._codec import diff, mask
+from ._codec import mask, reveal
 from ._errors import UsageError
 from ._secret import MASK
 
@@ -116,7 +116,13 @@ def _parse_time(value: object) -> datetime | None:
 
 
 def _prefixed(prefix: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> Json:
-    return {f"{prefix}.{k}": v for k, v in diff(old, new).items()}
+    """Field-level difference, secrets still in their JSON form: ``record`` masks them."""
+    old, new = old or {}, new or {}
+    return {
+        f"{prefix}.{k}": [old.get(k), new.get(k)]
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    }
 
 
 def _split_stream(stream: str) -> tuple[str | None, str | None]:
@@ -129,7 +135,8 @@ def _split_stream(stream: str) -> tuple[str | None, str | None]:
 class _Folder:
     """What the records need to remember while walking the events in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, show_secrets: bool = False) -> None:
+        self.shown = reveal if show_secrets else mask
         self.runs: dict[str, Json] = {}
         self.props: dict[tuple[str, str], Json | None] = {}
         self.outputs: dict[tuple[str, str], Json | None] = {}
@@ -190,8 +197,8 @@ class _Folder:
             action=action,
             resource=rid if isinstance(rid, str) else None,
             resource_type=p.get("resource_type"),
-            changes=mask(changes),
-            detail=mask(detail) if detail is not None else None,
+            changes=self.shown(changes),
+            detail=detail,
         )
 
     def _resource(self, action: str, key: tuple[str, str], p: Json) -> tuple[Json, str | None]:
@@ -249,10 +256,11 @@ class _Folder:
         return changes, detail
 
 
-def records(events: Iterable[_Event]) -> Iterable[HistoryRecord]:
+def records(events: Iterable[_Event], *, show_secrets: bool = False) -> Iterable[HistoryRecord]:
     """Every event as a record, in order (``events`` must start at the stream's beginning
-    for the diffs to be against the right previous values)."""
-    folder = _Folder()
+    for the diffs to be against the right previous values). Secrets are masked unless
+    ``show_secrets``."""
+    folder = _Folder(show_secrets=show_secrets)
     for ev in events:
         yield folder.record(ev)
 

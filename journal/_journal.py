@@ -731,8 +731,15 @@ class Journal:
 
     # --- verification --------------------------------------------------------------------
 
-    def verify(self, *, expect_head: str | None = None) -> VerifyReport:
-        """Recompute the chain and open every event and snapshot; see the module docstring."""
+    def verify(
+        self,
+        *,
+        expect_head: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> VerifyReport:
+        """Recompute the chain and open every event and snapshot; see the module docstring.
+
+        ``progress`` is called with the last verified sequence every 1,000 events."""
         self._check_open()
         pinned = None if expect_head is None else _parse_expect_head(expect_head)
         prev = self._genesis
@@ -769,6 +776,8 @@ class Journal:
             versions[row.stream] = row.version
             prev = row.hash
             seq = row.seq
+            if progress is not None and seq % 1000 == 0:
+                progress(seq)
             if pinned is not None and row.hash == pinned[1]:
                 if pinned[0] is not None and pinned[0] != row.seq:
                     raise IntegrityError(
