@@ -339,7 +339,10 @@ class Inventory:
 
 class Store(abc.ABC):
     """Where the records live. ``page`` filters by equality and returns up to ``limit`` records
-    with ids after ``after``, in id order."""
+    with ids after ``after``, in id order. ``instance_id`` names the store for good: two
+    servers that share it are one API (the same objects); any other store is another API."""
+
+    instance_id: str
 
     @abc.abstractmethod
     def workspace(self, key: str, name: str) -> Workspace:
@@ -376,6 +379,7 @@ class MemoryStore(Store):
     """Records in dictionaries: for ``metadata_only`` mode (benchmarks), lost on stop."""
 
     def __init__(self) -> None:
+        self.instance_id = secrets.token_hex(8)
         self._lock = threading.Lock()
         self._data: dict[type[Any], dict[str, Any]] = {
             kind: {} for kind in (Workspace, Project, Database, Connection)

@@ -579,6 +579,14 @@ class LocalPrismaApi:
         return int(self._httpd.server_address[1])
 
     @property
+    def instance_id(self) -> str:
+        """This API's identity: made once in its metadata database (servers sharing it are one
+        API), answered by ``GET /health``. Clients record it instead of the changing port."""
+        if self._store is None:
+            raise LocalServerError("the local API is not started")
+        return self._store.instance_id
+
+    @property
     def url(self) -> str:
         """The origin (``http://127.0.0.1:PORT``); clients append ``/v1/...``."""
         host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
@@ -737,7 +745,9 @@ class LocalPrismaApi:
             if endpoints is None:
                 raise Problem(503, "SERVICE_UNAVAILABLE", "The local API is stopping.")
             if method == "GET" and path == "/health":
-                return 200, {"status": "ok"}, []
+                store = self._store
+                instance = store.instance_id if store is not None else None
+                return 200, {"status": "ok", "instance": instance}, []
             auth = str(headers.get("Authorization") or "")
             scheme, _, token = auth.partition(" ")
             ws = None
