@@ -97,6 +97,27 @@ def _or_none(get: Callable[[str], T], object_id: str) -> T | None:
         return None
 
 
+def _check_text(value: str, resource: str, field: str) -> None:
+    """Text the API can store and a person can read: no NUL or other control character
+    (shown escaped, so the message itself stays printable), no lone surrogate."""
+    bad = next((ch for ch in value if ch < " " or "\x7f" <= ch < "\xa0"), None)
+    if bad is not None:
+        raise ValidationError(
+            f"must not contain control characters; found {bad!r} at position "
+            f"{value.index(bad)}",
+            resource=resource,
+            field=field,
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"is not valid Unicode text (a lone surrogate at position {exc.start})",
+            resource=resource,
+            field=field,
+        ) from None
+
+
 def _check_name(value: object, resource: str) -> None:
     if value is None:
         return
@@ -106,6 +127,7 @@ def _check_name(value: object, resource: str) -> None:
         raise ValidationError(
             f"must be at most {_MAX_NAME} characters", resource=resource, field="name"
         )
+    _check_text(value, resource, "name")
 
 
 def _check_region(value: object, resource: str, *, required: bool) -> None:
@@ -126,6 +148,7 @@ def _check_ref(value: object, resource: str, field: str, kind: str) -> None:
         raise ValidationError(
             f"must be a {kind} (the handle, or its id as a string)", resource=resource, field=field
         )
+    _check_text(value, resource, field)
 
 
 def _check_available_region(ctx: Context, region: str) -> None:

@@ -45,6 +45,7 @@ from ._backend import (
     Views,
     Workspace,
     boolean_field,
+    checked_text,
     invalid,
     json_body,
     meta_database,
@@ -148,7 +149,10 @@ class _Endpoints:
         for route_method, pattern, handler in self.routes:
             found = pattern.match(path)
             if found is not None and route_method == method:
-                return handler, {k: unquote(v) for k, v in found.groupdict().items()}
+                params = {k: unquote(v) for k, v in found.groupdict().items()}
+                for key, value in params.items():
+                    checked_text(value, f"`{key}`")
+                return handler, params
         if self.allowed(path):
             raise Problem(405, "METHOD_NOT_ALLOWED", f"{method} is not allowed on {path}.")
         raise Problem(404, "NOT_FOUND", f"No route for {method} {path}.")
@@ -761,7 +765,13 @@ class LocalPrismaApi:
                     hint="Send `Authorization: Bearer <service token>`.",
                 )
             handler, params = endpoints.match(method, path)
-            status, payload = handler(_Request(ws, params, query, body))
+            try:
+                status, payload = handler(_Request(ws, params, query, body))
+            except (psycopg.errors.DataError, UnicodeError) as exc:
+                # input validation should have refused it; the request, not the server, is
+                # at fault: a 400 with a body, never a 500
+                _log.warning("%s %s: a value PostgreSQL cannot take: %s", method, path, exc)
+                raise invalid("The request holds a value the local API cannot store.") from exc
             return status, payload, []
         except Problem as problem:
             extra: list[tuple[str, str]] = []
