@@ -25,8 +25,16 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from ._codec import diff, encode, mask
-from ._errors import JournalError, ProviderError, TransportError, UsageError, ValidationError
+from ._errors import (
+    JournalError,
+    NotFoundError,
+    ProviderError,
+    TransportError,
+    UsageError,
+    ValidationError,
+)
 from ._events import make_event
+from ._identity import check_endpoint, credential_record, gone_for_others, identity
 from ._projection import ResourceState, StreamState, apply, load_state, snapshot_state, stream_name
 from ._provider import Context, Provider, get_provider
 from ._secret import Secret
@@ -193,19 +201,6 @@ def _unknown_outputs(provider: Provider[Any, Any]) -> Any:
     return provider.outputs_type(**values)
 
 
-def _check_endpoint(rid: str, options: Mapping[str, Any], endpoint: str | None) -> None:
-    """Refuse to manage an object through another API than the one that created it (a
-    stage deployed against the local API, then against the real one, or the reverse)."""
-    recorded = options.get("endpoint")
-    if recorded is not None and endpoint is not None and recorded != endpoint:
-        raise ValidationError(
-            f"was created through {recorded}, but this run talks to {endpoint}; "
-            "use another --stage (or --journal) for local runs, or point the run back at "
-            f"{recorded}",
-            resource=rid,
-        )
-
-
 class Run:
     """One run of one stage. Use ``begin()`` first, then declare, then finalize/fail/destroy."""
 
@@ -284,7 +279,7 @@ class Run:
                 self._append(started, expected_version=self.state.version)
                 self._recover()
         except BaseException:
-            self._stack.close()
+            self._close()  # the lock, the pool, and the clients recovery opened
             raise
         self._begun = True
 
@@ -342,6 +337,10 @@ class Run:
             target_outputs = pending["outputs"]
             props = provider.load_props(res.props)
             out = provider.read(props, provider.load_outputs(target_outputs), ctx)
+            if out is None:  # not found: proof of a delete only for the creator's credentials
+                why = gone_for_others(res.options, None, provider.credential(ctx))
+                if why is not None:
+                    raise ProviderError(why, resource=res.id, operation="recover")
             fields.update(found=out is not None, target=pending["target"], outputs=target_outputs)
         self._event("resource.recovered", res.id, res.type, **fields)
         self._record(Change(res.id, res.type, "recover", seconds=time.monotonic() - t0))
@@ -455,17 +454,22 @@ class Run:
             "service_token": encode(d.service_token) if d.service_token is not None else None,
         }
         ctx = self._context(rid, options)
-        endpoint = provider.endpoint(ctx)
-        if endpoint is not None:
-            options["endpoint"] = endpoint
-        values, refs = self._resolve(d)
-        props = provider.prepare(provider.props_type(**values), ctx)
-        pj = encode(props)
         with self._state_lock:
             cur = self.state.resources.get(rid)
             cur = ResourceState.from_json(cur.to_json()) if cur is not None else None
+        endpoint = provider.endpoint(ctx)
+        if endpoint is not None:
+            options["endpoint"] = endpoint
+        credential = credential_record(
+            provider.credential(ctx), cur.options if cur is not None else None
+        )
+        if credential is not None:
+            options["credential"] = credential
+        values, refs = self._resolve(d)
+        props = provider.prepare(provider.props_type(**values), ctx)
+        pj = encode(props)
         if cur is not None and cur.exists:
-            _check_endpoint(rid, cur.options, endpoint)
+            check_endpoint(rid, cur.options, endpoint)
         deps = d.deps
         if cur is None or not cur.exists:
             action = "adopt" if d.adopt else "create"
@@ -484,6 +488,8 @@ class Run:
             return _unknown_outputs(provider)
         if action == "noop":
             assert cur is not None and cur.outputs is not None
+            if identity(cur.options) != identity(options):
+                options = self._confirmedidentity(provider, ctx, props, cur, options)
             if cur.delete != d.delete or cur.options != options:
                 self._event(
                     "resource.policy.changed", rid, d.type, delete=d.delete, options=options
@@ -498,6 +504,27 @@ class Run:
             change_diff,
             lambda: self._apply_change(action, provider, ctx, props, pj, cur, common),
         )
+
+    @staticmethod
+    def _confirmedidentity(
+        provider: Provider[Any, Any],
+        ctx: Context,
+        props: Any,
+        cur: ResourceState,
+        options: dict[str, Any],
+    ) -> dict[str, Any]:
+        """A run with other credentials (or a local API with an identity, where the object
+        was recorded as "local") records them only once it sees the object with them; else
+        the identity that created the object stays recorded."""
+        assert cur.outputs is not None
+        try:
+            seen = provider.read(props, provider.load_outputs(cur.outputs), ctx) is not None
+        except Exception:
+            seen = False
+        if seen:
+            return options
+        kept = {k: v for k, v in options.items() if k not in ("endpoint", "credential")}
+        return {**kept, **identity(cur.options)}
 
     def _call(
         self,
@@ -602,6 +629,7 @@ class Run:
         call: Callable[[], Any],
         *,
         lookup: Callable[[], Any] | None = None,
+        **extra: Any,
     ) -> Any:
         """Run a provider call; on failure record the outcome event and re-raise.
 
@@ -618,12 +646,14 @@ class Run:
                     found = lookup()
                     if found is not None:
                         return found
-                self._event(f"resource.{op}.failed", rid, tname, error=str(exc), ambiguous=True)
+                self._event(
+                    f"resource.{op}.failed", rid, tname, error=str(exc), ambiguous=True, **extra
+                )
                 raise
-            self._event(f"resource.{op}.failed", rid, tname, error=str(exc))
+            self._event(f"resource.{op}.failed", rid, tname, error=str(exc), **extra)
             raise
         except Exception as exc:
-            self._event(f"resource.{op}.failed", rid, tname, error=str(exc))
+            self._event(f"resource.{op}.failed", rid, tname, error=str(exc), **extra)
             raise
 
     # --- events ----------------------------------------------------------------------
@@ -748,19 +778,31 @@ class Run:
             return
         provider = get_provider(tname)
         ctx = self._context(rid, options)
-        _check_endpoint(rid, options, provider.endpoint(ctx))
+        endpoint = provider.endpoint(ctx)
+        check_endpoint(rid, options, endpoint)
+
+        def attempt() -> bool:
+            try:
+                provider.delete(
+                    provider.load_props(props_json), provider.load_outputs(outputs), ctx
+                )
+            except NotFoundError:
+                return False
+            return True
 
         def work() -> None:
             self._event("resource.delete.requested", rid, tname, target=target, outputs=outputs)
-            self._guarded(
-                "delete",
-                rid,
-                tname,
-                lambda: provider.delete(
-                    provider.load_props(props_json), provider.load_outputs(outputs), ctx
-                ),
+            if self._guarded("delete", rid, tname, attempt, target=target):
+                self._event("resource.deleted", rid, tname, target=target, outputs=outputs)
+                return
+            # a 404 proves the object gone only for the credentials that created it
+            why = gone_for_others(options, endpoint, provider.credential(ctx))
+            if why is not None:
+                self._event("resource.delete.failed", rid, tname, target=target, error=why)
+                raise ProviderError(why, resource=rid, operation="delete")
+            self._event(
+                "resource.deleted", rid, tname, target=target, outputs=outputs, already_gone=True
             )
-            self._event("resource.deleted", rid, tname, target=target, outputs=outputs)
 
         self._call(rid, tname, "delete", {}, work)
 

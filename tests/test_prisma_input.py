@@ -124,7 +124,9 @@ def test_malformed_requests_get_a_4xx_with_an_error_body(api: LocalPrismaApi) ->
             for key, value in ids.items():
                 path = path.replace(key, value)
             if "json" in kw:
-                body = {k: ids.get(v, v) if isinstance(v, str) else v for k, v in kw["json"].items()}
+                body = {
+                    k: ids.get(v, v) if isinstance(v, str) else v for k, v in kw["json"].items()
+                }
                 kw = {"json": body}
             answer = http.request(method, path, **kw)
             error = answer.json().get("error", {}) if answer.content else {}

@@ -25,7 +25,9 @@ API's JSON into frozen dataclasses. It is the only place where this provider spe
     and on failures before the request was sent (``ConnectError``, ``ConnectTimeout``,
     ``PoolTimeout``). Any other POST failure is raised at once; the engine recovers by reading
     the object by name (``find_*_by_name``), which is its job, not the client's.
-- **Deletes** that answer 404 count as done: ``delete_*`` returns ``False`` ("already gone").
+- **Deletes** that answer 404 return ``False`` from ``delete_*`` ("not there"), or raise
+  ``NotFoundError`` with ``missing_ok=False``: the provider does, so that the engine decides
+  whether a 404 means "already gone" (only for the credentials and API that created it).
 - **Lists** follow ``pagination.nextCursor`` / ``hasMore`` with the ``cursor`` and ``limit``
   query parameters. ``list_*`` methods return complete ``list`` objects (every page read);
   ``find_*_by_name`` read page by page through all pages.
@@ -232,6 +234,28 @@ class PrismaClient:
     ) -> None:
         self.close()
 
+    # --- identity ------------------------------------------------------------------------
+
+    def local_instance(self) -> str | None:
+        """The identity a journal local API answers on ``GET /health`` (its port changes
+        between runs, this does not); None for an API that gives none. Unauthenticated."""
+        for attempt in range(1, 4):
+            try:
+                response = self._http.get(self._base_url + "/health")
+                break
+            except httpx.TransportError as exc:
+                if attempt == 3 or isinstance(exc, _NEVER_RETRY):
+                    raise self._transport_error("local_instance", "GET", "/health", exc, attempt)
+                self._sleep(self._delay(attempt, None))
+        if not response.is_success:
+            return None
+        try:
+            payload = response.json()
+        except ValueError:
+            return None
+        instance = payload.get("instance") if isinstance(payload, dict) else None
+        return instance if isinstance(instance, str) and instance else None
+
     # --- workspaces and regions ----------------------------------------------------------
 
     def list_workspaces(self) -> list[Workspace]:
@@ -297,9 +321,10 @@ class PrismaClient:
         path = f"/projects/{_segment(project_id)}"
         return self._one("update_project", "PATCH", path, parse_project, body={"name": name})
 
-    def delete_project(self, project_id: str) -> bool:
-        """True if deleted now, False if it was already gone (404)."""
-        return self._delete("delete_project", f"/projects/{_segment(project_id)}")
+    def delete_project(self, project_id: str, *, missing_ok: bool = True) -> bool:
+        """True if deleted now, False if the API answered 404 (``NotFoundError`` instead
+        when not ``missing_ok``)."""
+        return self._delete("delete_project", f"/projects/{_segment(project_id)}", missing_ok)
 
     # --- databases -----------------------------------------------------------------------
 
@@ -328,9 +353,10 @@ class PrismaClient:
         path = f"/databases/{_segment(database_id)}"
         return self._one("update_database", "PATCH", path, parse_database, body={"name": name})
 
-    def delete_database(self, database_id: str) -> bool:
-        """True if deleted now, False if it was already gone (404)."""
-        return self._delete("delete_database", f"/databases/{_segment(database_id)}")
+    def delete_database(self, database_id: str, *, missing_ok: bool = True) -> bool:
+        """True if deleted now, False if the API answered 404 (``NotFoundError`` instead
+        when not ``missing_ok``)."""
+        return self._delete("delete_database", f"/databases/{_segment(database_id)}", missing_ok)
 
     def wait_database_ready(
         self, database_id: str, *, timeout_s: float = 300.0, poll_s: float = 0.5
@@ -379,9 +405,12 @@ class PrismaClient:
         path = f"/connections/{_segment(connection_id)}/rotate"
         return self._one("rotate_connection", "POST", path, parse_connection)
 
-    def delete_connection(self, connection_id: str) -> bool:
-        """True if deleted now, False if it was already gone (404)."""
-        return self._delete("delete_connection", f"/connections/{_segment(connection_id)}")
+    def delete_connection(self, connection_id: str, *, missing_ok: bool = True) -> bool:
+        """True if deleted now, False if the API answered 404 (``NotFoundError`` instead
+        when not ``missing_ok``)."""
+        return self._delete(
+            "delete_connection", f"/connections/{_segment(connection_id)}", missing_ok
+        )
 
     def _iter_connections(self, op: str, database_id: str) -> Iterator[Connection]:
         def parse(raw: object) -> Connection:
@@ -404,10 +433,12 @@ class PrismaClient:
         payload = self._json(op, response)
         return self._parse(op, response, parse, payload.get("data"))
 
-    def _delete(self, op: str, path: str) -> bool:
+    def _delete(self, op: str, path: str, missing_ok: bool) -> bool:
         try:
             self._send(op, "DELETE", path)
         except NotFoundError:
+            if not missing_ok:
+                raise
             return False
         return True
 

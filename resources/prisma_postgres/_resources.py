@@ -60,30 +60,46 @@ T = TypeVar("T")
 _MAX_NAME = 100
 
 
-def _client(ctx: Context) -> api.PrismaClient:
+def _token(ctx: Context) -> Secret | None:
+    """The service token: the resource's, else PRISMA_SERVICE_TOKEN, else `journal configure`'s."""
     token: Secret | str | None = ctx.service_token
     if token is None:
         token = os.environ.get(api.TOKEN_ENV) or ctx.credentials.get(api.TOKEN_ENV)
-    url = os.environ.get(api.API_URL_ENV) or api.DEFAULT_API_URL
     plain = token.unencrypted if isinstance(token, Secret) else (token or "")
+    return Secret(plain.strip()) if plain.strip() else None
+
+
+def _client(ctx: Context) -> api.PrismaClient:
+    token = _token(ctx)
+    url = os.environ.get(api.API_URL_ENV) or api.DEFAULT_API_URL
+    plain = token.unencrypted if token is not None else ""
     key = "prisma:" + url + ":" + hashlib.blake2b(plain.encode(), digest_size=8).hexdigest()
     client: api.PrismaClient = ctx.shared(key, lambda: api.PrismaClient(token=token, base_url=url))
     return client
 
 
-def _endpoint() -> str:
-    """``local`` for a loopback API (its port may change between runs), else its origin."""
+def _endpoint(ctx: Context) -> str:
+    """The API's origin; for a loopback API (whose port changes between runs) ``local:<id>``
+    with the id the local API keeps in its metadata database, so that two local APIs (two
+    data folders, two PostgreSQL servers) are told apart. ``local`` if it gives no id."""
     url = (os.environ.get(api.API_URL_ENV) or api.DEFAULT_API_URL).strip().rstrip("/")
     host = urlsplit(url).hostname or ""
-    return "local" if host in ("127.0.0.1", "localhost", "::1") else url.removesuffix("/v1")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return url.removesuffix("/v1")
+    client = _client(ctx)  # not inside the factory: ctx.shared holds its lock while it runs
+    instance = ctx.shared("prisma:instance:" + url, client.local_instance)
+    return f"local:{instance}" if instance else "local"
 
 
 class _Prisma:
-    """What the three managed types share (mixed in before Provider): the endpoint they
-    record, and the default name ``<app>-<id>-<stage>``."""
+    """What the three managed types share (mixed in before Provider): the endpoint and the
+    credential they record, and the default name ``<app>-<id>-<stage>``."""
 
     def endpoint(self, ctx: Context) -> str | None:
-        return _endpoint()
+        return _endpoint(ctx)
+
+    def credential(self, ctx: Context) -> Secret | None:
+        return _token(ctx)
 
     def prepare(self, props: Any, ctx: Context) -> Any:
         return props if props.name is not None else replace(props, name=ctx.default_name)
@@ -103,8 +119,7 @@ def _check_text(value: str, resource: str, field: str) -> None:
     bad = next((ch for ch in value if ch < " " or "\x7f" <= ch < "\xa0"), None)
     if bad is not None:
         raise ValidationError(
-            f"must not contain control characters; found {bad!r} at position "
-            f"{value.index(bad)}",
+            f"must not contain control characters; found {bad!r} at position {value.index(bad)}",
             resource=resource,
             field=field,
         )
@@ -212,7 +227,7 @@ class ProjectProvider(_Prisma, Provider[ProjectProps, ProjectOutputs]):
         return _project_outputs(_client(ctx).update_project(outputs.id, name=props.name))
 
     def delete(self, props: ProjectProps, outputs: ProjectOutputs, ctx: Context) -> None:
-        _client(ctx).delete_project(outputs.id)
+        _client(ctx).delete_project(outputs.id, missing_ok=False)
 
     def read(
         self, props: ProjectProps, outputs: ProjectOutputs | None, ctx: Context
@@ -332,7 +347,7 @@ class DatabaseProvider(_Prisma, Provider[DatabaseProps, DatabaseOutputs]):
         return _database_outputs(_client(ctx).update_database(outputs.id, name=props.name))
 
     def delete(self, props: DatabaseProps, outputs: DatabaseOutputs, ctx: Context) -> None:
-        _client(ctx).delete_database(outputs.id)
+        _client(ctx).delete_database(outputs.id, missing_ok=False)
 
     def read(
         self, props: DatabaseProps, outputs: DatabaseOutputs | None, ctx: Context
@@ -473,7 +488,7 @@ class ConnectionProvider(_Prisma, Provider[ConnectionProps, ConnectionOutputs]):
         )
 
     def delete(self, props: ConnectionProps, outputs: ConnectionOutputs, ctx: Context) -> None:
-        _client(ctx).delete_connection(outputs.id)
+        _client(ctx).delete_connection(outputs.id, missing_ok=False)
 
     def read(
         self, props: ConnectionProps, outputs: ConnectionOutputs | None, ctx: Context
