@@ -161,7 +161,8 @@ def test_a_stage_deployed_locally_is_not_managed_through_another_api(
 ) -> None:
     run("minimal", tmp_path)
     monkeypatch.setenv("PRISMA_API_URL", "https://api.example.invalid")
-    with pytest.raises(Exception, match="created through the local API [0-9a-f]{16}, but this run talks to https"):
+    created = r"created through the local API [0-9a-f]{16}, but this run talks to https"
+    with pytest.raises(Exception, match=created):
         run("minimal", tmp_path)
     with Journal.open(tmp_path / "journal.db") as jr:
         result = destroy_stage(jr, "prisma-postgres-example", "test")

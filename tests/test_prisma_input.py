@@ -64,9 +64,12 @@ def test_a_bad_name_is_refused_before_anything_is_sent(
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOG)
     settings = RunSettings(stage="input")
-    with pytest.raises(journal.ValidationError) as info:
-        with run_settings(settings), journal.app("inp", journal=str(tmp_path / "j.db")):
-            declare()
+    with (
+        pytest.raises(journal.ValidationError) as info,
+        run_settings(settings),
+        journal.app("inp", journal=str(tmp_path / "j.db")),
+    ):
+        declare()
     message = str(info.value)
     assert message.startswith(where), message
     assert "control characters" in message or "Unicode" in message

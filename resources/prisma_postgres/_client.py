@@ -245,7 +245,8 @@ class PrismaClient:
                 break
             except httpx.TransportError as exc:
                 if attempt == 3 or isinstance(exc, _NEVER_RETRY):
-                    raise self._transport_error("local_instance", "GET", "/health", exc, attempt)
+                    error = self._transport_error("local_instance", "GET", "/health", exc, attempt)
+                    raise error from exc
                 self._sleep(self._delay(attempt, None))
         if not response.is_success:
             return None
