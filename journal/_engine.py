@@ -29,6 +29,7 @@ from ._errors import (
     JournalError,
     NotFoundError,
     ProviderError,
+    ServerError,
     TransportError,
     UsageError,
     ValidationError,
@@ -245,6 +246,8 @@ class Run:
         self._stack = contextlib.ExitStack()
         self._cache: dict[str, Any] = {}
         self._cache_lock = threading.Lock()
+        #: resources whose pending operation recovery could not resolve: they fail this run
+        self._unresolved: dict[str, ProviderError] = {}
         self._started = 0.0
         self._begun = False
         self._done = False
@@ -290,20 +293,25 @@ class Run:
             return
         self.reporter.message(f"resolving {len(pending)} interrupted operation(s)")
         assert self._pool is not None
-        errors: list[tuple[str, BaseException]] = []
         for res, fut in [(r, self._pool.submit(self._recover_one, r)) for r in pending]:
             try:
                 fut.result()
             except Exception as exc:
-                errors.append((res.id, exc))
-        if errors:
-            rid, first = errors[0]
-            raise ProviderError(
-                f"could not resolve the interrupted operation on {rid!r}: {first}; "
-                "nothing else was done, run again when the API answers",
-                resource=rid,
-                operation="recover",
-            ) from first
+                # one resource whose API does not answer now must not hold back the others:
+                # it (and what depends on it) fails this run and stays pending for the next
+                error = ProviderError(
+                    f"its interrupted operation could not be resolved: {exc}; it stays "
+                    "pending, run again when the API answers",
+                    resource=res.id,
+                    operation="recover",
+                )
+                error.__cause__ = exc
+                self._unresolved[res.id] = error
+        if self._unresolved:
+            self.reporter.message(
+                f"{len(self._unresolved)} interrupted operation(s) could not be resolved yet; "
+                "those resources, and what depends on them, wait for the next run"
+            )
 
     def _recover_one(self, res: ResourceState) -> None:
         provider = get_provider(res.type)
@@ -447,6 +455,8 @@ class Run:
         return values, refs
 
     def _reconcile(self, rid: str) -> Any:
+        if rid in self._unresolved:
+            raise self._unresolved[rid]
         d = self._desired[rid]
         provider = get_provider(d.type)
         options = {
@@ -640,7 +650,8 @@ class Run:
         run resolves it by reading again before doing anything else."""
         try:
             return call()
-        except TransportError as exc:
+        except (TransportError, ServerError) as exc:
+            # no answer, or a 5xx: the server may have acted (a create may even act later)
             if lookup is not None:
                 with contextlib.suppress(Exception):
                     found = lookup()
@@ -752,6 +763,8 @@ class Run:
         return failures
 
     def _delete_one(self, rid: str, target: str, outputs: dict[str, Any], deps: list[str]) -> None:
+        if rid in self._unresolved:
+            raise self._unresolved[rid]
         with self._state_lock:
             res = self.state.resources[rid]
             protected = not res.delete

@@ -22,9 +22,11 @@ API's JSON into frozen dataclasses. It is the only place where this provider spe
   * POST creates (projects, databases, connections) or rotates credentials, and the client
     cannot know whether a 5xx, a timeout or a dropped connection happened before or after the
     server acted. A POST is therefore retried only when the server certainly did nothing: on 429
-    and on failures before the request was sent (``ConnectError``, ``ConnectTimeout``,
-    ``PoolTimeout``). Any other POST failure is raised at once; the engine recovers by reading
-    the object by name (``find_*_by_name``), which is its job, not the client's.
+    and 503 (RFC 9110: "unable to handle the request") and on failures before the request was
+    sent (``ConnectError``, ``ConnectTimeout``, ``PoolTimeout``). Rotating credentials is the
+    exception: doing it twice is harmless, so it is retried like a read. Any other POST
+    failure is raised at once; the engine recovers by reading the object by name
+    (``find_*_by_name``), which is its job, not the client's.
 - **Deletes** that answer 404 return ``False`` from ``delete_*`` ("not there"), or raise
   ``NotFoundError`` with ``missing_ok=False``: the provider does, so that the engine decides
   whether a 404 means "already gone" (only for the credentials and API that created it).
@@ -120,6 +122,9 @@ _WORKSPACE_NOTE: Final = (
 )
 
 _IDEMPOTENT: Final = frozenset({"GET", "DELETE", "PATCH"})
+# answers that say the server did not act (RFC 9110: 503 "unable to handle the request"):
+# a POST is retried on these too
+_DID_NOTHING: Final = frozenset({429, 503})
 # failures that happen before a single byte of the request left this process
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # our own mistakes: sending the same request again would fail the same way
@@ -180,7 +185,7 @@ class PrismaClient:
         token: str | Secret | None = None,
         base_url: str | None = None,
         http: httpx.Client | None = None,
-        max_retries: int = 5,
+        max_retries: int = 8,
         backoff_s: float = 0.2,
         max_backoff_s: float = 10.0,
         timeout_s: float = 30.0,
@@ -404,7 +409,9 @@ class PrismaClient:
     def rotate_connection(self, connection_id: str) -> Connection:
         """New credentials for the connection (the old ones are revoked, best-effort)."""
         path = f"/connections/{_segment(connection_id)}/rotate"
-        return self._one("rotate_connection", "POST", path, parse_connection)
+        # rotating twice is harmless (the last answer holds the password that works), so a
+        # lost or failed rotate is retried like a read
+        return self._one("rotate_connection", "POST", path, parse_connection, idempotent=True)
 
     def delete_connection(self, connection_id: str, *, missing_ok: bool = True) -> bool:
         """True if deleted now, False if the API answered 404 (``NotFoundError`` instead
@@ -429,8 +436,9 @@ class PrismaClient:
         parse: Callable[[object], _T],
         *,
         body: Mapping[str, object] | None = None,
+        idempotent: bool | None = None,
     ) -> _T:
-        response = self._send(op, method, path, body=body)
+        response = self._send(op, method, path, body=body, idempotent=idempotent)
         payload = self._json(op, response)
         return self._parse(op, response, parse, payload.get("data"))
 
@@ -515,8 +523,10 @@ class PrismaClient:
         *,
         params: Mapping[str, str | int] | None = None,
         body: Mapping[str, object] | None = None,
+        idempotent: bool | None = None,
     ) -> httpx.Response:
-        """One logical request, with retries; returns a 2xx response or raises ours."""
+        """One logical request, with retries; returns a 2xx response or raises ours.
+        ``idempotent``: whether sending it twice is safe (default: by its method)."""
         if self._token is None:
             raise MissingCredentialsError(MISSING_TOKEN_MESSAGE, operation=op)
         full_path = f"/v1{path}"
@@ -524,7 +534,8 @@ class PrismaClient:
             "Authorization": f"Bearer {self._token.unencrypted}",
             "Accept": "application/json",
         }
-        idempotent = method in _IDEMPOTENT
+        if idempotent is None:
+            idempotent = method in _IDEMPOTENT
         attempts = self._max_retries + 1
         for attempt in range(1, attempts + 1):
             last = attempt == attempts
@@ -544,7 +555,7 @@ class PrismaClient:
                 if response.is_success:
                     return response
                 status = response.status_code
-                retry = status == 429 or (idempotent and status >= 500)
+                retry = status in _DID_NOTHING or (idempotent and status >= 500)
                 if not retry or last:
                     raise self._api_error(op, method, full_path, response, attempt)
                 delay = self._delay(

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from journal._app import Resource
 from journal._engine import Ref
-from journal._errors import ApiError, NotFoundError, ValidationError
+from journal._errors import ApiError, NotFoundError, ProviderError, ServerError, ValidationError
 from journal._provider import Context, Provider, register_provider
 from journal._secret import Secret
 
@@ -103,6 +103,31 @@ class _Prisma:
 
     def prepare(self, props: Any, ctx: Context) -> Any:
         return props if props.name is not None else replace(props, name=ctx.default_name)
+
+
+#: answers by which the server says a create failed (not a gateway that lost track of it)
+_FAILED_STATUS: Final = frozenset({500, 502})
+_CREATE_ATTEMPTS: Final = 3
+
+
+def _created(create: Callable[[], T], find: Callable[[], T | None]) -> T:
+    """``create()``, tried again (at most ``_CREATE_ATTEMPTS`` times) when the API answers
+    500/502 *and* a lookup by name shows that nothing was made: then a second POST cannot
+    make a duplicate. Anything else (no answer, 504, a lookup that fails) goes to the engine,
+    which looks again or leaves the create pending for the next run to resolve."""
+    for attempt in range(1, _CREATE_ATTEMPTS + 1):
+        try:
+            return create()
+        except ServerError as exc:
+            if exc.status not in _FAILED_STATUS or attempt == _CREATE_ATTEMPTS:
+                raise
+            try:
+                found = find()
+            except ProviderError:
+                raise exc from None
+            if found is not None:
+                return found
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _or_none(get: Callable[[str], T], object_id: str) -> T | None:
@@ -217,8 +242,13 @@ class ProjectProvider(_Prisma, Provider[ProjectProps, ProjectOutputs]):
         assert props.name is not None
         if props.region is not None:
             _check_available_region(ctx, props.region)
-        p = _client(ctx).create_project(name=props.name, region=props.region, create_database=False)
-        return _project_outputs(p)
+        name, region = props.name, props.region
+        return _created(
+            lambda: _project_outputs(
+                _client(ctx).create_project(name=name, region=region, create_database=False)
+            ),
+            lambda: self.find(props, ctx),
+        )
 
     def update(
         self, props: ProjectProps, old_props: ProjectProps, outputs: ProjectOutputs, ctx: Context
@@ -330,11 +360,15 @@ class DatabaseProvider(_Prisma, Provider[DatabaseProps, DatabaseOutputs]):
         assert props.name is not None
         _check_available_region(ctx, props.region)
         client = _client(ctx)
-        d = client.create_database(
-            project_id=props.project,
-            name=props.name,
-            region=props.region,
-            is_default=props.is_default,
+        name = props.name
+        d = _created(
+            lambda: client.create_database(
+                project_id=props.project,
+                name=name,
+                region=props.region,
+                is_default=props.is_default,
+            ),
+            lambda: client.find_database_by_name(props.project, name),
         )
         if not d.is_ready:
             d = client.wait_database_ready(d.id, timeout_s=self.ready_timeout_s)
@@ -483,8 +517,12 @@ class ConnectionProvider(_Prisma, Provider[ConnectionProps, ConnectionOutputs]):
 
     def create(self, props: ConnectionProps, ctx: Context) -> ConnectionOutputs:
         assert props.name is not None
-        return _connection_outputs(
-            _client(ctx).create_connection(database_id=props.database, name=props.name)
+        name = props.name
+        return _created(
+            lambda: _connection_outputs(
+                _client(ctx).create_connection(database_id=props.database, name=name)
+            ),
+            lambda: self.find(props, ctx),
         )
 
     def delete(self, props: ConnectionProps, outputs: ConnectionOutputs, ctx: Context) -> None:
