@@ -499,7 +499,7 @@ class Run:
         if action == "noop":
             assert cur is not None and cur.outputs is not None
             if identity(cur.options) != identity(options):
-                options = self._confirmedidentity(provider, ctx, props, cur, options)
+                options = self._confirmed_identity(provider, ctx, props, cur, options)
             if cur.delete != d.delete or cur.options != options:
                 self._event(
                     "resource.policy.changed", rid, d.type, delete=d.delete, options=options
@@ -516,7 +516,7 @@ class Run:
         )
 
     @staticmethod
-    def _confirmedidentity(
+    def _confirmed_identity(
         provider: Provider[Any, Any],
         ctx: Context,
         props: Any,
