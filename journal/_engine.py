@@ -25,8 +25,17 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from ._codec import diff, encode, mask
-from ._errors import JournalError, ProviderError, TransportError, UsageError, ValidationError
+from ._errors import (
+    JournalError,
+    NotFoundError,
+    ProviderError,
+    ServerError,
+    TransportError,
+    UsageError,
+    ValidationError,
+)
 from ._events import make_event
+from ._identity import check_endpoint, credential_record, gone_for_others, identity
 from ._projection import ResourceState, StreamState, apply, load_state, snapshot_state, stream_name
 from ._provider import Context, Provider, get_provider
 from ._secret import Secret
@@ -195,19 +204,6 @@ def _unknown_outputs(provider: Provider[Any, Any]) -> Any:
     return provider.outputs_type(**values)
 
 
-def _check_endpoint(rid: str, options: Mapping[str, Any], endpoint: str | None) -> None:
-    """Refuse to manage an object through another API than the one that created it (a
-    stage deployed against the local API, then against the real one, or the reverse)."""
-    recorded = options.get("endpoint")
-    if recorded is not None and endpoint is not None and recorded != endpoint:
-        raise ValidationError(
-            f"was created through {recorded}, but this run talks to {endpoint}; "
-            "use another --stage (or --journal) for local runs, or point the run back at "
-            f"{recorded}",
-            resource=rid,
-        )
-
-
 class Run:
     """One run of one stage. Use ``begin()`` first, then declare, then finalize/fail/destroy."""
 
@@ -252,6 +248,8 @@ class Run:
         self._stack = contextlib.ExitStack()
         self._cache: dict[str, Any] = {}
         self._cache_lock = threading.Lock()
+        #: resources whose pending operation recovery could not resolve: they fail this run
+        self._unresolved: dict[str, ProviderError] = {}
         self._started = 0.0
         self._begun = False
         self._done = False
@@ -288,7 +286,7 @@ class Run:
                 self._append(started, expected_version=self.state.version)
                 self._recover()
         except BaseException:
-            self._stack.close()
+            self._close()  # the lock, the pool, and the clients recovery opened
             raise
         self._begun = True
 
@@ -299,20 +297,25 @@ class Run:
             return
         self.reporter.message(f"resolving {len(pending)} interrupted operation(s)")
         assert self._pool is not None
-        errors: list[tuple[str, BaseException]] = []
         for res, fut in [(r, self._pool.submit(self._recover_one, r)) for r in pending]:
             try:
                 fut.result()
             except Exception as exc:
-                errors.append((res.id, exc))
-        if errors:
-            rid, first = errors[0]
-            raise ProviderError(
-                f"could not resolve the interrupted operation on {rid!r}: {first}; "
-                "nothing else was done, run again when the API answers",
-                resource=rid,
-                operation="recover",
-            ) from first
+                # one resource whose API does not answer now must not hold back the others:
+                # it (and what depends on it) fails this run and stays pending for the next
+                error = ProviderError(
+                    f"its interrupted operation could not be resolved: {exc}; it stays "
+                    "pending, run again when the API answers",
+                    resource=res.id,
+                    operation="recover",
+                )
+                error.__cause__ = exc
+                self._unresolved[res.id] = error
+        if self._unresolved:
+            self.reporter.message(
+                f"{len(self._unresolved)} interrupted operation(s) could not be resolved yet; "
+                "those resources, and what depends on them, wait for the next run"
+            )
 
     def _recover_one(self, res: ResourceState) -> None:
         provider = get_provider(res.type)
@@ -346,6 +349,10 @@ class Run:
             target_outputs = pending["outputs"]
             props = provider.load_props(res.props)
             out = provider.read(props, provider.load_outputs(target_outputs), ctx)
+            if out is None:  # not found: proof of a delete only for the creator's credentials
+                why = gone_for_others(res.options, None, provider.credential(ctx))
+                if why is not None:
+                    raise ProviderError(why, resource=res.id, operation="recover")
             fields.update(found=out is not None, target=pending["target"], outputs=target_outputs)
         self._event("resource.recovered", res.id, res.type, **fields)
         self._record(Change(res.id, res.type, "recover", seconds=time.monotonic() - t0))
@@ -452,6 +459,8 @@ class Run:
         return values, refs
 
     def _reconcile(self, rid: str) -> Any:
+        if rid in self._unresolved:
+            raise self._unresolved[rid]
         d = self._desired[rid]
         provider = get_provider(d.type)
         options = {
@@ -459,17 +468,22 @@ class Run:
             "service_token": encode(d.service_token) if d.service_token is not None else None,
         }
         ctx = self._context(rid, options)
-        endpoint = provider.endpoint(ctx)
-        if endpoint is not None:
-            options["endpoint"] = endpoint
-        values, refs = self._resolve(d)
-        props = provider.prepare(provider.props_type(**values), ctx)
-        pj = encode(props)
         with self._state_lock:
             cur = self.state.resources.get(rid)
             cur = ResourceState.from_json(cur.to_json()) if cur is not None else None
+        endpoint = provider.endpoint(ctx)
+        if endpoint is not None:
+            options["endpoint"] = endpoint
+        credential = credential_record(
+            provider.credential(ctx), cur.options if cur is not None else None
+        )
+        if credential is not None:
+            options["credential"] = credential
+        values, refs = self._resolve(d)
+        props = provider.prepare(provider.props_type(**values), ctx)
+        pj = encode(props)
         if cur is not None and cur.exists:
-            _check_endpoint(rid, cur.options, endpoint)
+            check_endpoint(rid, cur.options, endpoint)
         deps = d.deps
         if cur is None or not cur.exists:
             action = "adopt" if d.adopt else "create"
@@ -488,6 +502,8 @@ class Run:
             return _unknown_outputs(provider)
         if action == "noop":
             assert cur is not None and cur.outputs is not None
+            if identity(cur.options) != identity(options):
+                options = self._confirmed_identity(provider, ctx, props, cur, options)
             if cur.delete != d.delete or cur.options != options:
                 self._event(
                     "resource.policy.changed", rid, d.type, delete=d.delete, options=options
@@ -502,6 +518,27 @@ class Run:
             change_diff,
             lambda: self._apply_change(action, provider, ctx, props, pj, cur, common),
         )
+
+    @staticmethod
+    def _confirmed_identity(
+        provider: Provider[Any, Any],
+        ctx: Context,
+        props: Any,
+        cur: ResourceState,
+        options: dict[str, Any],
+    ) -> dict[str, Any]:
+        """A run with other credentials (or a local API with an identity, where the object
+        was recorded as "local") records them only once it sees the object with them; else
+        the identity that created the object stays recorded."""
+        assert cur.outputs is not None
+        try:
+            seen = provider.read(props, provider.load_outputs(cur.outputs), ctx) is not None
+        except Exception:
+            seen = False
+        if seen:
+            return options
+        kept = {k: v for k, v in options.items() if k not in ("endpoint", "credential")}
+        return {**kept, **identity(cur.options)}
 
     def _call(
         self,
@@ -606,6 +643,7 @@ class Run:
         call: Callable[[], Any],
         *,
         lookup: Callable[[], Any] | None = None,
+        **extra: Any,
     ) -> Any:
         """Run a provider call; on failure record the outcome event and re-raise.
 
@@ -616,18 +654,21 @@ class Run:
         run resolves it by reading again before doing anything else."""
         try:
             return call()
-        except TransportError as exc:
+        except (TransportError, ServerError) as exc:
+            # no answer, or a 5xx: the server may have acted (a create may even act later)
             if lookup is not None:
                 with contextlib.suppress(Exception):
                     found = lookup()
                     if found is not None:
                         return found
-                self._event(f"resource.{op}.failed", rid, tname, error=str(exc), ambiguous=True)
+                self._event(
+                    f"resource.{op}.failed", rid, tname, error=str(exc), ambiguous=True, **extra
+                )
                 raise
-            self._event(f"resource.{op}.failed", rid, tname, error=str(exc))
+            self._event(f"resource.{op}.failed", rid, tname, error=str(exc), **extra)
             raise
         except Exception as exc:
-            self._event(f"resource.{op}.failed", rid, tname, error=str(exc))
+            self._event(f"resource.{op}.failed", rid, tname, error=str(exc), **extra)
             raise
 
     # --- events ----------------------------------------------------------------------
@@ -726,6 +767,8 @@ class Run:
         return failures
 
     def _delete_one(self, rid: str, target: str, outputs: dict[str, Any], deps: list[str]) -> None:
+        if rid in self._unresolved:
+            raise self._unresolved[rid]
         with self._state_lock:
             res = self.state.resources[rid]
             protected = not res.delete
@@ -752,19 +795,31 @@ class Run:
             return
         provider = get_provider(tname)
         ctx = self._context(rid, options)
-        _check_endpoint(rid, options, provider.endpoint(ctx))
+        endpoint = provider.endpoint(ctx)
+        check_endpoint(rid, options, endpoint)
+
+        def attempt() -> bool:
+            try:
+                provider.delete(
+                    provider.load_props(props_json), provider.load_outputs(outputs), ctx
+                )
+            except NotFoundError:
+                return False
+            return True
 
         def work() -> None:
             self._event("resource.delete.requested", rid, tname, target=target, outputs=outputs)
-            self._guarded(
-                "delete",
-                rid,
-                tname,
-                lambda: provider.delete(
-                    provider.load_props(props_json), provider.load_outputs(outputs), ctx
-                ),
+            if self._guarded("delete", rid, tname, attempt, target=target):
+                self._event("resource.deleted", rid, tname, target=target, outputs=outputs)
+                return
+            # a 404 proves the object gone only for the credentials that created it
+            why = gone_for_others(options, endpoint, provider.credential(ctx))
+            if why is not None:
+                self._event("resource.delete.failed", rid, tname, target=target, error=why)
+                raise ProviderError(why, resource=rid, operation="delete")
+            self._event(
+                "resource.deleted", rid, tname, target=target, outputs=outputs, already_gone=True
             )
-            self._event("resource.deleted", rid, tname, target=target, outputs=outputs)
 
         self._call(rid, tname, "delete", {}, work)
 

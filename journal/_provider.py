@@ -99,7 +99,9 @@ class Provider(ABC, Generic[P, O]):
         raise NotImplementedError(f"{self.type_name} cannot be updated in place")
 
     @abstractmethod
-    def delete(self, props: P, outputs: O, ctx: Context) -> None: ...
+    def delete(self, props: P, outputs: O, ctx: Context) -> None:
+        """Delete the object. Raise ``NotFoundError`` when the API says it does not exist:
+        the engine decides whether that means "already gone" (see ``credential``)."""
 
     @abstractmethod
     def read(self, props: P, outputs: O | None, ctx: Context) -> O | None:
@@ -117,7 +119,18 @@ class Provider(ABC, Generic[P, O]):
 
     def endpoint(self, ctx: Context) -> str | None:
         """Which API this provider talks to now (recorded with each object; the engine
-        refuses to manage an object through another one). None: not applicable."""
+        refuses to manage an object through another one). None: not applicable.
+
+        Make it precise: an API's origin, or for an emulator on loopback (whose port changes
+        between runs) ``local:<id>`` with an id that names that emulator's data for good.
+        ``local`` alone (what older versions recorded) matches any ``local:<id>``."""
+        return None
+
+    def credential(self, ctx: Context) -> Secret | None:
+        """The credential calls under ``ctx`` use (a token), or None. The engine never
+        stores it: it keeps a short keyed fingerprint with each object (inside the encrypted
+        journal) and takes a ``NotFoundError`` from ``delete`` as "already gone" only under
+        the endpoint and credential that created the object; under others it is an error."""
         return None
 
     def close(self, ctx_cache: Mapping[str, Any]) -> None:

@@ -278,7 +278,9 @@ def test_local_serve_prints_its_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         found = re.search(r"local Prisma Management API at (http://127\.0\.0\.1:\d+)", first)
         assert found, first
         with urllib.request.urlopen(found.group(1) + "/health", timeout=10) as answer:
-            assert json.loads(answer.read()) == {"status": "ok"}
+            health = json.loads(answer.read())
+            assert health["status"] == "ok"
+            assert re.fullmatch(r"[0-9a-f]{16}", health["instance"]), health
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
     finally:

@@ -443,7 +443,20 @@ def test_delete_is_retried_on_5xx_then_404_means_gone(api: Api) -> None:
     assert [r.method for r in api.requests] == ["DELETE", "DELETE"]
 
 
-@pytest.mark.parametrize("status", [500, 502, 503])
+def test_post_is_retried_on_503_the_server_did_not_act(api: Api) -> None:
+    scripted(api, error(503), data(project_json(), status=201))
+    assert api.client().create_project(name="p").id == "proj_1"
+    assert [r.method for r in api.requests] == ["POST", "POST"]
+
+
+def test_rotate_is_retried_after_5xx_and_lost_answers(api: Api) -> None:
+    ok = httpx.Response(200, json={"data": connection_json(credentials=True)})
+    scripted(api, error(500), httpx.RemoteProtocolError("no answer"), ok)
+    assert api.client().rotate_connection("con_1").password is not None
+    assert [r.method for r in api.requests] == ["POST", "POST", "POST"]
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
 def test_post_is_not_retried_on_5xx(api: Api, status: int) -> None:
     scripted(api, error(status))
     with pytest.raises(ServerError) as info:

@@ -161,10 +161,11 @@ def test_a_stage_deployed_locally_is_not_managed_through_another_api(
 ) -> None:
     run("minimal", tmp_path)
     monkeypatch.setenv("PRISMA_API_URL", "https://api.example.invalid")
-    with pytest.raises(Exception, match="created through local, but this run talks to https"):
+    created = r"created through the local API [0-9a-f]{16}, but this run talks to https"
+    with pytest.raises(Exception, match=created):
         run("minimal", tmp_path)
     with Journal.open(tmp_path / "journal.db") as jr:
         result = destroy_stage(jr, "prisma-postgres-example", "test")
     assert result.status == "failed"
-    assert "created through local" in result.failures[0][1]
+    assert "created through the local API " in result.failures[0][1]
     assert len(api.inventory().projects) == 1

@@ -22,10 +22,14 @@ API's JSON into frozen dataclasses. It is the only place where this provider spe
   * POST creates (projects, databases, connections) or rotates credentials, and the client
     cannot know whether a 5xx, a timeout or a dropped connection happened before or after the
     server acted. A POST is therefore retried only when the server certainly did nothing: on 429
-    and on failures before the request was sent (``ConnectError``, ``ConnectTimeout``,
-    ``PoolTimeout``). Any other POST failure is raised at once; the engine recovers by reading
-    the object by name (``find_*_by_name``), which is its job, not the client's.
-- **Deletes** that answer 404 count as done: ``delete_*`` returns ``False`` ("already gone").
+    and 503 (RFC 9110: "unable to handle the request") and on failures before the request was
+    sent (``ConnectError``, ``ConnectTimeout``, ``PoolTimeout``). Rotating credentials is the
+    exception: doing it twice is harmless, so it is retried like a read. Any other POST
+    failure is raised at once; the engine recovers by reading the object by name
+    (``find_*_by_name``), which is its job, not the client's.
+- **Deletes** that answer 404 return ``False`` from ``delete_*`` ("not there"), or raise
+  ``NotFoundError`` with ``missing_ok=False``: the provider does, so that the engine decides
+  whether a 404 means "already gone" (only for the credentials and API that created it).
 - **Lists** follow ``pagination.nextCursor`` / ``hasMore`` with the ``cursor`` and ``limit``
   query parameters. ``list_*`` methods return complete ``list`` objects (every page read);
   ``find_*_by_name`` read page by page through all pages.
@@ -118,6 +122,9 @@ _WORKSPACE_NOTE: Final = (
 )
 
 _IDEMPOTENT: Final = frozenset({"GET", "DELETE", "PATCH"})
+# answers that say the server did not act (RFC 9110: 503 "unable to handle the request"):
+# a POST is retried on these too
+_DID_NOTHING: Final = frozenset({429, 503})
 # failures that happen before a single byte of the request left this process
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # our own mistakes: sending the same request again would fail the same way
@@ -178,7 +185,7 @@ class PrismaClient:
         token: str | Secret | None = None,
         base_url: str | None = None,
         http: httpx.Client | None = None,
-        max_retries: int = 5,
+        max_retries: int = 8,
         backoff_s: float = 0.2,
         max_backoff_s: float = 10.0,
         timeout_s: float = 30.0,
@@ -231,6 +238,29 @@ class PrismaClient:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    # --- identity ------------------------------------------------------------------------
+
+    def local_instance(self) -> str | None:
+        """The identity a journal local API answers on ``GET /health`` (its port changes
+        between runs, this does not); None for an API that gives none. Unauthenticated."""
+        for attempt in range(1, 4):
+            try:
+                response = self._http.get(self._base_url + "/health")
+                break
+            except httpx.TransportError as exc:
+                if attempt == 3 or isinstance(exc, _NEVER_RETRY):
+                    error = self._transport_error("local_instance", "GET", "/health", exc, attempt)
+                    raise error from exc
+                self._sleep(self._delay(attempt, None))
+        if not response.is_success:
+            return None
+        try:
+            payload = response.json()
+        except ValueError:
+            return None
+        instance = payload.get("instance") if isinstance(payload, dict) else None
+        return instance if isinstance(instance, str) and instance else None
 
     # --- workspaces and regions ----------------------------------------------------------
 
@@ -297,9 +327,10 @@ class PrismaClient:
         path = f"/projects/{_segment(project_id)}"
         return self._one("update_project", "PATCH", path, parse_project, body={"name": name})
 
-    def delete_project(self, project_id: str) -> bool:
-        """True if deleted now, False if it was already gone (404)."""
-        return self._delete("delete_project", f"/projects/{_segment(project_id)}")
+    def delete_project(self, project_id: str, *, missing_ok: bool = True) -> bool:
+        """True if deleted now, False if the API answered 404 (``NotFoundError`` instead
+        when not ``missing_ok``)."""
+        return self._delete("delete_project", f"/projects/{_segment(project_id)}", missing_ok)
 
     # --- databases -----------------------------------------------------------------------
 
@@ -328,9 +359,10 @@ class PrismaClient:
         path = f"/databases/{_segment(database_id)}"
         return self._one("update_database", "PATCH", path, parse_database, body={"name": name})
 
-    def delete_database(self, database_id: str) -> bool:
-        """True if deleted now, False if it was already gone (404)."""
-        return self._delete("delete_database", f"/databases/{_segment(database_id)}")
+    def delete_database(self, database_id: str, *, missing_ok: bool = True) -> bool:
+        """True if deleted now, False if the API answered 404 (``NotFoundError`` instead
+        when not ``missing_ok``)."""
+        return self._delete("delete_database", f"/databases/{_segment(database_id)}", missing_ok)
 
     def wait_database_ready(
         self, database_id: str, *, timeout_s: float = 300.0, poll_s: float = 0.5
@@ -377,11 +409,16 @@ class PrismaClient:
     def rotate_connection(self, connection_id: str) -> Connection:
         """New credentials for the connection (the old ones are revoked, best-effort)."""
         path = f"/connections/{_segment(connection_id)}/rotate"
-        return self._one("rotate_connection", "POST", path, parse_connection)
+        # rotating twice is harmless (the last answer holds the password that works), so a
+        # lost or failed rotate is retried like a read
+        return self._one("rotate_connection", "POST", path, parse_connection, idempotent=True)
 
-    def delete_connection(self, connection_id: str) -> bool:
-        """True if deleted now, False if it was already gone (404)."""
-        return self._delete("delete_connection", f"/connections/{_segment(connection_id)}")
+    def delete_connection(self, connection_id: str, *, missing_ok: bool = True) -> bool:
+        """True if deleted now, False if the API answered 404 (``NotFoundError`` instead
+        when not ``missing_ok``)."""
+        return self._delete(
+            "delete_connection", f"/connections/{_segment(connection_id)}", missing_ok
+        )
 
     def _iter_connections(self, op: str, database_id: str) -> Iterator[Connection]:
         def parse(raw: object) -> Connection:
@@ -399,15 +436,18 @@ class PrismaClient:
         parse: Callable[[object], _T],
         *,
         body: Mapping[str, object] | None = None,
+        idempotent: bool | None = None,
     ) -> _T:
-        response = self._send(op, method, path, body=body)
+        response = self._send(op, method, path, body=body, idempotent=idempotent)
         payload = self._json(op, response)
         return self._parse(op, response, parse, payload.get("data"))
 
-    def _delete(self, op: str, path: str) -> bool:
+    def _delete(self, op: str, path: str, missing_ok: bool) -> bool:
         try:
             self._send(op, "DELETE", path)
         except NotFoundError:
+            if not missing_ok:
+                raise
             return False
         return True
 
@@ -483,8 +523,10 @@ class PrismaClient:
         *,
         params: Mapping[str, str | int] | None = None,
         body: Mapping[str, object] | None = None,
+        idempotent: bool | None = None,
     ) -> httpx.Response:
-        """One logical request, with retries; returns a 2xx response or raises ours."""
+        """One logical request, with retries; returns a 2xx response or raises ours.
+        ``idempotent``: whether sending it twice is safe (default: by its method)."""
         if self._token is None:
             raise MissingCredentialsError(MISSING_TOKEN_MESSAGE, operation=op)
         full_path = f"/v1{path}"
@@ -492,7 +534,8 @@ class PrismaClient:
             "Authorization": f"Bearer {self._token.unencrypted}",
             "Accept": "application/json",
         }
-        idempotent = method in _IDEMPOTENT
+        if idempotent is None:
+            idempotent = method in _IDEMPOTENT
         attempts = self._max_retries + 1
         for attempt in range(1, attempts + 1):
             last = attempt == attempts
@@ -512,7 +555,7 @@ class PrismaClient:
                 if response.is_success:
                     return response
                 status = response.status_code
-                retry = status == 429 or (idempotent and status >= 500)
+                retry = status in _DID_NOTHING or (idempotent and status >= 500)
                 if not retry or last:
                     raise self._api_error(op, method, full_path, response, attempt)
                 delay = self._delay(

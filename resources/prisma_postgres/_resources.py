@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from journal._app import Resource
 from journal._engine import Ref
-from journal._errors import ApiError, NotFoundError, ValidationError
+from journal._errors import ApiError, NotFoundError, ProviderError, ServerError, ValidationError
 from journal._provider import Context, Provider, register_provider
 from journal._secret import Secret
 
@@ -60,33 +60,74 @@ T = TypeVar("T")
 _MAX_NAME = 100
 
 
-def _client(ctx: Context) -> api.PrismaClient:
+def _token(ctx: Context) -> Secret | None:
+    """The service token: the resource's, else PRISMA_SERVICE_TOKEN, else `journal configure`'s."""
     token: Secret | str | None = ctx.service_token
     if token is None:
         token = os.environ.get(api.TOKEN_ENV) or ctx.credentials.get(api.TOKEN_ENV)
-    url = os.environ.get(api.API_URL_ENV) or api.DEFAULT_API_URL
     plain = token.unencrypted if isinstance(token, Secret) else (token or "")
+    return Secret(plain.strip()) if plain.strip() else None
+
+
+def _client(ctx: Context) -> api.PrismaClient:
+    token = _token(ctx)
+    url = os.environ.get(api.API_URL_ENV) or api.DEFAULT_API_URL
+    plain = token.unencrypted if token is not None else ""
     key = "prisma:" + url + ":" + hashlib.blake2b(plain.encode(), digest_size=8).hexdigest()
     client: api.PrismaClient = ctx.shared(key, lambda: api.PrismaClient(token=token, base_url=url))
     return client
 
 
-def _endpoint() -> str:
-    """``local`` for a loopback API (its port may change between runs), else its origin."""
+def _endpoint(ctx: Context) -> str:
+    """The API's origin; for a loopback API (whose port changes between runs) ``local:<id>``
+    with the id the local API keeps in its metadata database, so that two local APIs (two
+    data folders, two PostgreSQL servers) are told apart. ``local`` if it gives no id."""
     url = (os.environ.get(api.API_URL_ENV) or api.DEFAULT_API_URL).strip().rstrip("/")
     host = urlsplit(url).hostname or ""
-    return "local" if host in ("127.0.0.1", "localhost", "::1") else url.removesuffix("/v1")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return url.removesuffix("/v1")
+    client = _client(ctx)  # not inside the factory: ctx.shared holds its lock while it runs
+    instance = ctx.shared("prisma:instance:" + url, client.local_instance)
+    return f"local:{instance}" if instance else "local"
 
 
 class _Prisma:
-    """What the three managed types share (mixed in before Provider): the endpoint they
-    record, and the default name ``<app>-<id>-<stage>``."""
+    """What the three managed types share (mixed in before Provider): the endpoint and the
+    credential they record, and the default name ``<app>-<id>-<stage>``."""
 
     def endpoint(self, ctx: Context) -> str | None:
-        return _endpoint()
+        return _endpoint(ctx)
+
+    def credential(self, ctx: Context) -> Secret | None:
+        return _token(ctx)
 
     def prepare(self, props: Any, ctx: Context) -> Any:
         return props if props.name is not None else replace(props, name=ctx.default_name)
+
+
+#: answers by which the server says a create failed (not a gateway that lost track of it)
+_FAILED_STATUS: Final = frozenset({500, 502})
+_CREATE_ATTEMPTS: Final = 3
+
+
+def _created(create: Callable[[], T], find: Callable[[], T | None]) -> T:
+    """``create()``, tried again (at most ``_CREATE_ATTEMPTS`` times) when the API answers
+    500/502 *and* a lookup by name shows that nothing was made: then a second POST cannot
+    make a duplicate. Anything else (no answer, 504, a lookup that fails) goes to the engine,
+    which looks again or leaves the create pending for the next run to resolve."""
+    for attempt in range(1, _CREATE_ATTEMPTS + 1):
+        try:
+            return create()
+        except ServerError as exc:
+            if exc.status not in _FAILED_STATUS or attempt == _CREATE_ATTEMPTS:
+                raise
+            try:
+                found = find()
+            except ProviderError:
+                raise exc from None
+            if found is not None:
+                return found
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _or_none(get: Callable[[str], T], object_id: str) -> T | None:
@@ -95,6 +136,26 @@ def _or_none(get: Callable[[str], T], object_id: str) -> T | None:
         return get(object_id)
     except NotFoundError:
         return None
+
+
+def _check_text(value: str, resource: str, field: str) -> None:
+    """Text the API can store and a person can read: no NUL or other control character
+    (shown escaped, so the message itself stays printable), no lone surrogate."""
+    bad = next((ch for ch in value if ch < " " or "\x7f" <= ch < "\xa0"), None)
+    if bad is not None:
+        raise ValidationError(
+            f"must not contain control characters; found {bad!r} at position {value.index(bad)}",
+            resource=resource,
+            field=field,
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"is not valid Unicode text (a lone surrogate at position {exc.start})",
+            resource=resource,
+            field=field,
+        ) from None
 
 
 def _check_name(value: object, resource: str) -> None:
@@ -106,6 +167,7 @@ def _check_name(value: object, resource: str) -> None:
         raise ValidationError(
             f"must be at most {_MAX_NAME} characters", resource=resource, field="name"
         )
+    _check_text(value, resource, "name")
 
 
 def _check_region(value: object, resource: str, *, required: bool) -> None:
@@ -126,6 +188,7 @@ def _check_ref(value: object, resource: str, field: str, kind: str) -> None:
         raise ValidationError(
             f"must be a {kind} (the handle, or its id as a string)", resource=resource, field=field
         )
+    _check_text(value, resource, field)
 
 
 def _check_available_region(ctx: Context, region: str) -> None:
@@ -179,8 +242,13 @@ class ProjectProvider(_Prisma, Provider[ProjectProps, ProjectOutputs]):
         assert props.name is not None
         if props.region is not None:
             _check_available_region(ctx, props.region)
-        p = _client(ctx).create_project(name=props.name, region=props.region, create_database=False)
-        return _project_outputs(p)
+        name, region = props.name, props.region
+        return _created(
+            lambda: _project_outputs(
+                _client(ctx).create_project(name=name, region=region, create_database=False)
+            ),
+            lambda: self.find(props, ctx),
+        )
 
     def update(
         self, props: ProjectProps, old_props: ProjectProps, outputs: ProjectOutputs, ctx: Context
@@ -189,7 +257,7 @@ class ProjectProvider(_Prisma, Provider[ProjectProps, ProjectOutputs]):
         return _project_outputs(_client(ctx).update_project(outputs.id, name=props.name))
 
     def delete(self, props: ProjectProps, outputs: ProjectOutputs, ctx: Context) -> None:
-        _client(ctx).delete_project(outputs.id)
+        _client(ctx).delete_project(outputs.id, missing_ok=False)
 
     def read(
         self, props: ProjectProps, outputs: ProjectOutputs | None, ctx: Context
@@ -292,11 +360,15 @@ class DatabaseProvider(_Prisma, Provider[DatabaseProps, DatabaseOutputs]):
         assert props.name is not None
         _check_available_region(ctx, props.region)
         client = _client(ctx)
-        d = client.create_database(
-            project_id=props.project,
-            name=props.name,
-            region=props.region,
-            is_default=props.is_default,
+        name = props.name
+        d = _created(
+            lambda: client.create_database(
+                project_id=props.project,
+                name=name,
+                region=props.region,
+                is_default=props.is_default,
+            ),
+            lambda: client.find_database_by_name(props.project, name),
         )
         if not d.is_ready:
             d = client.wait_database_ready(d.id, timeout_s=self.ready_timeout_s)
@@ -309,7 +381,7 @@ class DatabaseProvider(_Prisma, Provider[DatabaseProps, DatabaseOutputs]):
         return _database_outputs(_client(ctx).update_database(outputs.id, name=props.name))
 
     def delete(self, props: DatabaseProps, outputs: DatabaseOutputs, ctx: Context) -> None:
-        _client(ctx).delete_database(outputs.id)
+        _client(ctx).delete_database(outputs.id, missing_ok=False)
 
     def read(
         self, props: DatabaseProps, outputs: DatabaseOutputs | None, ctx: Context
@@ -445,12 +517,16 @@ class ConnectionProvider(_Prisma, Provider[ConnectionProps, ConnectionOutputs]):
 
     def create(self, props: ConnectionProps, ctx: Context) -> ConnectionOutputs:
         assert props.name is not None
-        return _connection_outputs(
-            _client(ctx).create_connection(database_id=props.database, name=props.name)
+        name = props.name
+        return _created(
+            lambda: _connection_outputs(
+                _client(ctx).create_connection(database_id=props.database, name=name)
+            ),
+            lambda: self.find(props, ctx),
         )
 
     def delete(self, props: ConnectionProps, outputs: ConnectionOutputs, ctx: Context) -> None:
-        _client(ctx).delete_connection(outputs.id)
+        _client(ctx).delete_connection(outputs.id, missing_ok=False)
 
     def read(
         self, props: ConnectionProps, outputs: ConnectionOutputs | None, ctx: Context

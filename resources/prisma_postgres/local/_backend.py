@@ -17,6 +17,7 @@ import abc
 import datetime as dt
 import json
 import logging
+import math
 import re
 import secrets
 import string
@@ -49,6 +50,7 @@ __all__ = [
     "Views",
     "Workspace",
     "boolean_field",
+    "checked_text",
     "database_name",
     "generate_password",
     "invalid",
@@ -171,8 +173,28 @@ _MAX_LIMIT = 100
 _CURSOR_RE = re.compile(r"^[a-z]+_[a-z0-9]+$")
 
 
+#: the longest string any field, path segment or query value may hold
+MAX_TEXT = 256
+
+
 def invalid(message: str, status: int = 400, hint: str | None = None) -> Problem:
     return Problem(status, "VALIDATION_ERROR", message, hint)
+
+
+def checked_text(value: str, what: str, status: int = 400) -> str:
+    """``value`` if PostgreSQL can store it and a person can read it: no NUL or other control
+    character, no lone surrogate (JSON's ``\\ud800`` is not UTF-8), at most ``MAX_TEXT``
+    characters. Every string from a request passes here before it reaches a query, so bad
+    input is a 400, never a 500 from the database."""
+    if len(value) > MAX_TEXT:
+        raise invalid(f"{what} must be at most {MAX_TEXT} characters long.", status)
+    if any(ch < " " or "\x7f" <= ch < "\xa0" for ch in value):
+        raise invalid(f"{what} must not contain control characters (such as NUL).", status)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid(f"{what} is not valid Unicode text (a lone surrogate).", status) from None
+    return value
 
 
 def json_body(raw: bytes, status: int = 400) -> Json:
@@ -180,7 +202,7 @@ def json_body(raw: bytes, status: int = 400) -> Json:
         return {}
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
         raise invalid("The request body is not valid JSON.", status) from None
     if not isinstance(value, dict):
         raise invalid("The request body must be a JSON object.", status)
@@ -203,6 +225,7 @@ def string_field(
         return None
     if not isinstance(value, str):
         raise invalid(f"`{key}` must be a string.", status)
+    checked_text(value, f"`{key}`", status)
     if len(value) < min_len:
         raise invalid(f"`{key}` must be at least {min_len} character(s) long.", status)
     if max_len is not None and len(value) > max_len:
@@ -219,7 +242,7 @@ def boolean_field(body: Json, key: str, default: bool) -> bool:
 
 def query_value(query: Mapping[str, list[str]], key: str) -> str | None:
     values = query.get(key)
-    return values[-1] if values else None
+    return checked_text(values[-1], f"`{key}`") if values else None
 
 
 def paging(query: Mapping[str, list[str]]) -> tuple[str | None, int]:
@@ -235,7 +258,7 @@ def paging(query: Mapping[str, list[str]]) -> tuple[str | None, int]:
         number = float(str(raw_limit))
     except ValueError:
         raise invalid("`limit` must be a number.") from None
-    if number != int(number) or number < 1:
+    if not math.isfinite(number) or number != int(number) or number < 1:
         raise invalid("`limit` must be a positive integer.")
     return cursor, min(int(number), _MAX_LIMIT)
 
@@ -339,7 +362,10 @@ class Inventory:
 
 class Store(abc.ABC):
     """Where the records live. ``page`` filters by equality and returns up to ``limit`` records
-    with ids after ``after``, in id order."""
+    with ids after ``after``, in id order. ``instance_id`` names the store for good: two
+    servers that share it are one API (the same objects); any other store is another API."""
+
+    instance_id: str
 
     @abc.abstractmethod
     def workspace(self, key: str, name: str) -> Workspace:
@@ -376,6 +402,7 @@ class MemoryStore(Store):
     """Records in dictionaries: for ``metadata_only`` mode (benchmarks), lost on stop."""
 
     def __init__(self) -> None:
+        self.instance_id = secrets.token_hex(8)
         self._lock = threading.Lock()
         self._data: dict[type[Any], dict[str, Any]] = {
             kind: {} for kind in (Workspace, Project, Database, Connection)

@@ -481,16 +481,30 @@ class PgAdmin:
             raise LocalServerError("the local API needs a PostgreSQL superuser connection")
 
     def ensure_database(self, name: str) -> bool:
-        """Create database ``name`` if missing; True when it was created now."""
+        """Create database ``name`` if missing; True when it was created now.
+
+        Safe when several processes start at once on a fresh server: they queue on an
+        advisory lock named after the database (``CREATE DATABASE`` cannot run in a
+        transaction, so the lock is the session's, released at the end). A process that
+        reaches the server another way (another admin database, so another lock space) and
+        loses the race gets a unique violation on ``pg_database``, not "already exists":
+        that too means the database is there."""
+        key = f"journal-local-create-database:{name}"
         with self.pool.connection() as conn:
-            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if found.fetchone():
-                return False
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
             try:
-                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(_ident(name)))
-            except psycopg.errors.DuplicateDatabase:
-                return False
-            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(_ident(name)))
+                found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if found.fetchone():
+                    return False
+                try:
+                    conn.execute(
+                        sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(_ident(name))
+                    )
+                except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                    return False
+                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(_ident(name)))
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
         return True
 
     def create_database(self, name: str, owner: str) -> None:
@@ -646,6 +660,13 @@ CREATE INDEX IF NOT EXISTS connections_workspace ON connections (workspace_id, i
 CREATE INDEX IF NOT EXISTS connections_database ON connections (database_id, id);
 """
 _SCHEMA_VERSION = 1
+#: one row: this metadata database's identity (``instance_id``), made once, never changed
+_INSTANCE = """
+CREATE TABLE IF NOT EXISTS journal_local_instance (
+    id text PRIMARY KEY,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+"""
 
 
 class PgStore(Store):
@@ -653,6 +674,7 @@ class PgStore(Store):
 
     def __init__(self, conninfo: str, *, pool_size: int = 4) -> None:
         self.pool = ConnectionPool(conninfo, max_size=pool_size)
+        self.instance_id = ""
         try:
             self._migrate()
         except BaseException:
@@ -674,6 +696,13 @@ class PgStore(Store):
                     f"the local API metadata has schema version {version}, newer than this "
                     f"version of journal understands ({_SCHEMA_VERSION})"
                 )
+            # an older metadata database gets its identity on its first start with this code
+            conn.execute(_INSTANCE)
+            found = conn.execute("SELECT id FROM journal_local_instance").fetchone()
+            if found is None:
+                found = (secrets.token_hex(8),)
+                conn.execute("INSERT INTO journal_local_instance (id) VALUES (%s)", found)
+            self.instance_id = str(found[0])
 
     @staticmethod
     def _columns(kind: type[Any]) -> list[str]:

@@ -45,6 +45,7 @@ from ._backend import (
     Views,
     Workspace,
     boolean_field,
+    checked_text,
     invalid,
     json_body,
     meta_database,
@@ -148,7 +149,10 @@ class _Endpoints:
         for route_method, pattern, handler in self.routes:
             found = pattern.match(path)
             if found is not None and route_method == method:
-                return handler, {k: unquote(v) for k, v in found.groupdict().items()}
+                params = {k: unquote(v) for k, v in found.groupdict().items()}
+                for key, value in params.items():
+                    checked_text(value, f"`{key}`")
+                return handler, params
         if self.allowed(path):
             raise Problem(405, "METHOD_NOT_ALLOWED", f"{method} is not allowed on {path}.")
         raise Problem(404, "NOT_FOUND", f"No route for {method} {path}.")
@@ -579,6 +583,14 @@ class LocalPrismaApi:
         return int(self._httpd.server_address[1])
 
     @property
+    def instance_id(self) -> str:
+        """This API's identity: made once in its metadata database (servers sharing it are one
+        API), answered by ``GET /health``. Clients record it instead of the changing port."""
+        if self._store is None:
+            raise LocalServerError("the local API is not started")
+        return self._store.instance_id
+
+    @property
     def url(self) -> str:
         """The origin (``http://127.0.0.1:PORT``); clients append ``/v1/...``."""
         host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
@@ -737,7 +749,9 @@ class LocalPrismaApi:
             if endpoints is None:
                 raise Problem(503, "SERVICE_UNAVAILABLE", "The local API is stopping.")
             if method == "GET" and path == "/health":
-                return 200, {"status": "ok"}, []
+                store = self._store
+                instance = store.instance_id if store is not None else None
+                return 200, {"status": "ok", "instance": instance}, []
             auth = str(headers.get("Authorization") or "")
             scheme, _, token = auth.partition(" ")
             ws = None
@@ -751,7 +765,13 @@ class LocalPrismaApi:
                     hint="Send `Authorization: Bearer <service token>`.",
                 )
             handler, params = endpoints.match(method, path)
-            status, payload = handler(_Request(ws, params, query, body))
+            try:
+                status, payload = handler(_Request(ws, params, query, body))
+            except (psycopg.errors.DataError, UnicodeError) as exc:
+                # input validation should have refused it; the request, not the server, is
+                # at fault: a 400 with a body, never a 500
+                _log.warning("%s %s: a value PostgreSQL cannot take: %s", method, path, exc)
+                raise invalid("The request holds a value the local API cannot store.") from exc
             return status, payload, []
         except Problem as problem:
             extra: list[tuple[str, str]] = []
