@@ -10,8 +10,8 @@ the program's modules first, and the journal's key derivation is cached per proc
 
 A run that fails (a syntax error, an exception, a failed resource) is reported and deletes
 nothing: the engine records a failed run and never finalizes it. The next good save converges.
-Ctrl-C while a run is in flight lets that run finish (a second Ctrl-C abandons it; pending
-operations are then resolved by the next run).
+Ctrl-C while a run is in flight lets that run finish (a second Ctrl-C abandons its calls in
+flight: the run records its end with their intents pending, which the next run resolves).
 
 Where changes come from is injectable (``changes=``): the default watches the program's folder
 with ``watchfiles`` (debounced); tests pass a generator that edits files and yields their paths.
@@ -44,6 +44,7 @@ __all__ = [
     "ChangeSource",
     "DevLoop",
     "DevRun",
+    "check_journal",
     "journal_exists",
     "program_journal",
     "run_once",
@@ -52,6 +53,8 @@ __all__ = [
 
 #: how long a burst of file events is gathered into one change (ms)
 DEBOUNCE_MS: Final = 50
+#: how long an abandoned run gets to record its end before the loop gives up on it (s)
+ABANDON_WAIT_S: Final = 15.0
 #: folders whose files never trigger a run
 _IGNORED_DIRS: Final = frozenset(
     {".journal", ".git", ".venv", "venv", "__pycache__", "node_modules", ".mypy_cache"}
@@ -78,6 +81,19 @@ def journal_exists(location: str | os.PathLike[str] | None) -> bool:
         return store.read_meta() is not None
     finally:
         store.close()
+
+
+def check_journal(location: str | os.PathLike[str] | None, password: str | None = None) -> None:
+    """Fail now, before anything slow or lasting starts (the local API, initdb), if the
+    journal cannot be opened: a wrong or missing password, a journal of a newer version.
+    Opens an existing journal and closes it (its key derivation is cached for the run);
+    creates nothing."""
+    from ._journal import Journal, _resolve_password
+
+    if journal_exists(location):
+        Journal.open(location, password=password, create=False).close()
+    else:
+        _resolve_password(password)
 
 
 class _NoJournal:
@@ -274,6 +290,8 @@ class DevLoop:
         self._last_ok = True
         #: a second Ctrl-C gave up on a run in flight (``run`` then raises KeyboardInterrupt)
         self.abandoned = False
+        #: the settings of the run in flight (or the last one): its results as they come
+        self.current: RunSettings | None = None
 
     # --- what triggers a run -----------------------------------------------------------
 
@@ -353,10 +371,18 @@ class DevLoop:
                 done.wait(0.05)
             except KeyboardInterrupt:
                 if interrupted:
+                    from ._interrupt import interruption
+
                     self.abandoned = True
                     self.on_message(
-                        "abandoning the run in flight; the next run resolves what it left pending"
+                        "abandoning the calls in flight: their intents stay recorded as "
+                        "pending, and the next run resolves them first"
                     )
+                    # the run stops waiting for its calls, records its end and closes
+                    interruption().abandon()
+                    done.wait(ABANDON_WAIT_S)
+                    if box and isinstance(box[0], DevRun):
+                        self.runs.append(box[0])
                     raise
                 interrupted = True
                 self.stop_event.set()
@@ -372,7 +398,7 @@ class DevLoop:
             raise KeyboardInterrupt
 
     def _run_once(self, trigger: frozenset[Path], saved_at: float | None) -> DevRun:
-        settings = self.make_settings()
+        settings = self.current = self.make_settings()
         started = time.monotonic()
         program_run: ProgramRun | None = None
         error: JournalError | None = None

@@ -85,6 +85,8 @@ _register("resource.delete.failed", "delete failed", (*_RES, "target", "error"))
 _register("resource.forgotten", "forgotten, remote object kept", (*_RES, "reason"))
 _register("resource.policy.changed", "delete policy or options changed", (*_RES, "delete"))
 _register("resource.recovered", "pending operation resolved", (*_RES, "op", "found"))
+# reading the remote object failed: the operation stays pending for the next run
+_register("resource.recover.failed", "pending operation not resolved", (*_RES, "op", "error"))
 # the program's exports
 _register("outputs.recorded", "program outputs recorded", ("outputs",))
 # provider credentials stored by `journal configure`

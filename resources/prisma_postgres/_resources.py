@@ -20,6 +20,7 @@ then the token stored with ``journal configure``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from urllib.parse import urlsplit
 
 from journal._app import Resource
 from journal._engine import Ref
-from journal._errors import ApiError, NotFoundError, ValidationError
+from journal._errors import ApiError, NotFoundError, ProviderError, ValidationError
 from journal._provider import Context, Provider, register_provider
 from journal._secret import Secret
 
@@ -280,6 +281,9 @@ class DatabaseProvider(_Prisma, Provider[DatabaseProps, DatabaseOutputs]):
     default_delete = False
     #: how long a create waits for the database to become ready
     ready_timeout_s: float = 300.0
+    #: how long a lookup (recovery of an interrupted create, adopt) waits for a database it
+    #: found provisioning; then it is recorded as found, and what needs it waits for it
+    find_wait_s: float = 20.0
 
     def validate(self, props: DatabaseProps, *, resource: str) -> None:
         _check_ref(props.project, resource, "project", "Project")
@@ -331,8 +335,9 @@ class DatabaseProvider(_Prisma, Provider[DatabaseProps, DatabaseOutputs]):
             return None
         for found in candidates:
             if found.name == name and found.id not in exclude:
-                if not found.is_ready:
-                    found = client.wait_database_ready(found.id, timeout_s=self.ready_timeout_s)
+                if not found.is_ready and found.status != "failure":
+                    with contextlib.suppress(ProviderError):  # found all the same
+                        found = client.wait_database_ready(found.id, timeout_s=self.find_wait_s)
                 return _database_outputs(found)
         return None
 
@@ -443,10 +448,26 @@ class ConnectionProvider(_Prisma, Provider[ConnectionProps, ConnectionOutputs]):
         _check_ref(props.database, resource, "database", "Database")
         _check_name(props.name, resource)
 
+    #: how long a create waits for its database if it is still provisioning (a database
+    #: found provisioning by the recovery of an interrupted run is recorded as it is)
+    database_wait_s: float = 120.0
+
     def create(self, props: ConnectionProps, ctx: Context) -> ConnectionOutputs:
         assert props.name is not None
+        client = _client(ctx)
+        database = client.get_database(props.database)
+        if not database.is_ready:
+            try:
+                client.wait_database_ready(database.id, timeout_s=self.database_wait_s)
+            except ProviderError as exc:
+                raise ProviderError(
+                    f"its database {props.database} is not ready ({exc}); nothing was "
+                    "created: run again once the database is ready",
+                    resource=ctx.resource,
+                    operation="create",
+                ) from exc
         return _connection_outputs(
-            _client(ctx).create_connection(database_id=props.database, name=props.name)
+            client.create_connection(database_id=props.database, name=props.name)
         )
 
     def delete(self, props: ConnectionProps, outputs: ConnectionOutputs, ctx: Context) -> None:

@@ -366,7 +366,24 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def delete(self, *records: Record) -> None:
-        """Delete all records (by id, in the order given), atomically."""
+        """Delete all records (by id, in the order given), atomically; and their work."""
+
+    # -- work in progress: records whose PostgreSQL objects are being created
+
+    def begin_work(self, *records: Record) -> None:
+        """Insert records whose PostgreSQL objects this server is about to create, marked as
+        its work in progress, atomically. Work left by a server that is gone (stopped part
+        way, killed) is found by ``abandoned_work`` and repaired when a server starts."""
+        self.insert(*records)
+
+    def end_work(self, done: Sequence[Record], *changes: Record) -> None:
+        """The work on ``done`` is complete: apply ``changes`` and unmark it, atomically."""
+        if changes:
+            self.update(*changes)
+
+    def abandoned_work(self) -> list[tuple[str, str]]:
+        """(kind, id) of work in progress whose server is gone."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
@@ -573,7 +590,9 @@ class Backend:
             created_at=now,
         )
         password = generate_password()
-        self.store.insert(db, con)  # the intent first: a crash leaves a visible record
+        # the intent first, marked as this server's work: if the work is cut short (the
+        # server stops or dies), the next server to start removes what was half made
+        self.store.begin_work(db, con)
         try:
             if self.admin is not None:
                 self.admin.create_database(db.pg_name, db.owner_role)
@@ -591,7 +610,7 @@ class Backend:
             for other in self.store.page(Database, after=None, limit=None, project_id=project.id):
                 if other.is_default and other.id != db.id:
                     changes.append(replace(other, is_default=False))
-        self.store.update(*changes)
+        self.store.end_work([db, con], *changes)
         return CreatedDatabase(db, Issued(con, password))
 
     def _forget_failed(self, db: Database, con: Connection) -> None:
@@ -648,7 +667,7 @@ class Backend:
             created_at=utcnow(),
         )
         password = generate_password()
-        self.store.insert(con)
+        self.store.begin_work(con)
         try:
             if self.admin is not None:
                 self.admin.create_login(con.role_name, password, db.pg_name, db.owner_role)
@@ -658,7 +677,36 @@ class Backend:
             raise Problem(
                 500, "INTERNAL_SERVER_ERROR", "The connection could not be created."
             ) from exc
+        self.store.end_work([con])
         return Issued(con, password)
+
+    # -- repair
+
+    def repair(self) -> int:
+        """Remove what servers that are gone left half made: a database or connection whose
+        creation was cut short (its records and whatever PostgreSQL objects exist). Its
+        create was never answered, so to a client it never existed. Returns how many."""
+        repaired = 0
+        for kind, object_id in self.store.abandoned_work():
+            if kind == "databases":
+                db = self.store.get(Database, object_id)
+                if db is not None:
+                    cons = self.store.page(Connection, after=None, limit=None, database_id=db.id)
+                    if self.admin is not None:
+                        logins = [c.role_name for c in cons]
+                        self.admin.drop_database(db.pg_name, db.owner_role, logins)
+                    self.store.delete(*cons, db)
+                    repaired += 1
+            elif kind == "connections":
+                con = self.store.get(Connection, object_id)
+                if con is not None:
+                    if self.admin is not None:
+                        self.admin.drop_role(con.role_name)
+                    self.store.delete(con)
+                    repaired += 1
+        if repaired:
+            _log.info("removed %d object(s) left half-created by a stopped server", repaired)
+        return repaired
 
     def rotate_connection(self, ws: Workspace, connection_id: str) -> Issued:
         con = self.owned(Connection, connection_id, ws)

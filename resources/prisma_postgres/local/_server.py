@@ -462,7 +462,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             status = self._send(code, payload, headers)
         except Exception:
-            _log.exception("unexpected error in %s %s", method, path)
+            if api.running:
+                _log.exception("unexpected error in %s %s", method, path)
+            else:  # stopping: work cut short is repaired by the next start
+                _log.debug("%s %s cut short by the server stopping", method, path, exc_info=True)
             status = self._send_problem(
                 Problem(500, "INTERNAL_SERVER_ERROR", "Unexpected server error.")
             )
@@ -615,6 +618,8 @@ class LocalPrismaApi:
                 prefix=self.prefix,
                 provisioning_delay_s=self.provisioning_delay_s,
             )
+            # what a server that is gone left half made never stays in a transitional state
+            self._backend.repair()
             self._httpd = _HttpServer((self.host, self._requested_port), self)
         except (psycopg.Error, OSError) as exc:
             self._close_backends()
