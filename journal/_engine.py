@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
@@ -44,6 +43,7 @@ from ._events import make_event
 from ._interrupt import interruption
 from ._projection import ResourceState, StreamState, apply, load_state, snapshot_state, stream_name
 from ._provider import Context, Provider, get_provider
+from ._results import Change, Desired, Ref, Reporter, RunResult, Silent
 from ._secret import Secret
 
 __all__ = [
@@ -61,99 +61,6 @@ __all__ = [
 DEFAULT_CONCURRENCY: Final = 64
 #: what plan mode shows for a value only a deploy can know
 UNKNOWN: Final = "(known after deploy)"
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A prop that stands for another resource (its ``ref_field`` output, e.g. its id)."""
-
-    resource: str
-
-
-@dataclass
-class Desired:
-    """A resource as the program (or a rollback target) wants it."""
-
-    id: str
-    type: str
-    props: dict[str, Any]
-    delete: bool
-    adopt: bool = False
-    service_token: Secret | None = None
-
-    @property
-    def deps(self) -> list[str]:
-        return sorted({v.resource for v in self.props.values() if isinstance(v, Ref)})
-
-
-@dataclass(frozen=True)
-class Change:
-    resource: str
-    type: str
-    action: str  # create | adopt | update | replace | delete | forget | noop | recover
-    diff: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    seconds: float = 0.0
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    stream: str
-    command: str
-    status: str  # succeeded | failed | planned | interrupted
-    duration_s: float
-    changes: list[Change]
-    failures: list[tuple[str, str]]
-    outputs: dict[str, Any]
-    #: interrupted runs: resources whose call was never started (nothing sent, nothing pending)
-    not_started: list[str] = field(default_factory=list)
-    #: resources whose intent is recorded without an outcome (the next run resolves them)
-    pending: list[str] = field(default_factory=list)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for c in self.changes:
-            key = "failed" if c.error is not None else c.action
-            out[key] = out.get(key, 0) + 1
-        return out
-
-    @property
-    def ok(self) -> bool:
-        return self.status not in ("failed", "interrupted")
-
-
-class Reporter(Protocol):
-    """Progress sink (the CLI prints; tests collect)."""
-
-    def resource(
-        self,
-        resource: str,
-        type_name: str,
-        action: str,
-        phase: str,
-        seconds: float,
-        error: str | None,
-    ) -> None: ...
-
-    def message(self, text: str) -> None: ...
-
-
-class _Silent:
-    def resource(
-        self,
-        resource: str,
-        type_name: str,
-        action: str,
-        phase: str,
-        seconds: float,
-        error: str | None,
-    ) -> None:
-        pass
-
-    def message(self, text: str) -> None:
-        pass
 
 
 class _DependencyFailed(ProviderError):
@@ -259,7 +166,7 @@ class Run:
         self.plan_only = command == "plan"
         self.concurrency = concurrency or default_concurrency()
         self.lock_timeout = lock_timeout
-        self.reporter: Reporter = reporter or _Silent()
+        self.reporter: Reporter = reporter or Silent()
         self.program = program
         self.program_hash = program_hash
         self.extra = dict(extra or {})
@@ -288,6 +195,7 @@ class Run:
         self._gate = threading.Condition(threading.RLock())
         self._appending = 0
         self._not_started: list[str] = []
+        self._started_recorded = False
         self.result: RunResult | None = None
 
     # --- start -----------------------------------------------------------------------
@@ -296,6 +204,7 @@ class Run:
         """Take the stage's lock, load state, record run.started, resolve pending operations."""
         self._started = time.monotonic()
         holder = {"actor": actor(), "host": socket.gethostname(), "pid": os.getpid()}
+        failure: BaseException | None = None
         try:
             if not self.plan_only:
                 holder["since"] = _now()
@@ -320,10 +229,15 @@ class Run:
                 )
                 with self._interruption.critical():
                     self._append(started, expected_version=self.state.version)
-        except BaseException:
-            self._stack.close()
-            raise
+                    self._started_recorded = True
+        except BaseException as exc:
+            if not self._started_recorded:
+                self._stack.close()
+                raise
+            failure = exc  # a second signal deferred until run.started was recorded
         try:
+            if failure is not None:
+                raise failure
             if not self.plan_only:
                 self._recover()
         except BaseException as exc:
@@ -954,33 +868,34 @@ class Run:
     def _finish(self, failures: list[tuple[str, str]], record_outputs: bool = True) -> RunResult:
         if self.result is not None:
             return self.result
-        if self._stopping:
-            status = "interrupted"
-        else:
-            status = "failed" if failures else ("planned" if self.plan_only else "succeeded")
-        duration = time.monotonic() - self._started
-        not_started = self._never_started() if self._stopping else []
-        try:
-            if not self.plan_only:
-                with self._interruption.critical():
+        # a second signal while the run records its end is raised after it (with the result)
+        with self._interruption.critical():
+            if self._stopping:
+                status = "interrupted"
+            else:
+                status = "failed" if failures else ("planned" if self.plan_only else "succeeded")
+            duration = time.monotonic() - self._started
+            not_started = self._never_started() if self._stopping else []
+            try:
+                if not self.plan_only and self._started_recorded:
                     self._record_end(status, failures, not_started, duration, record_outputs)
-        finally:
-            self._close()
-        with self._state_lock:
-            pending = sorted(r.id for r in self.state.pending())
-        outputs = self._exports if self._exports is not None else self.state.outputs
-        self.result = RunResult(
-            run_id=self.run_id,
-            stream=self.stream,
-            command=self.command,
-            status=status,
-            duration_s=duration,
-            changes=sorted(self._changes, key=lambda c: c.resource),
-            failures=failures,
-            outputs=mask(outputs) if self.plan_only else outputs,
-            not_started=not_started,
-            pending=pending,
-        )
+            finally:
+                self._close()
+            with self._state_lock:
+                pending = sorted(r.id for r in self.state.pending())
+            outputs = self._exports if self._exports is not None else self.state.outputs
+            self.result = RunResult(
+                run_id=self.run_id,
+                stream=self.stream,
+                command=self.command,
+                status=status,
+                duration_s=duration,
+                changes=sorted(self._changes, key=lambda c: c.resource),
+                failures=failures,
+                outputs=mask(outputs) if self.plan_only else outputs,
+                not_started=not_started,
+                pending=pending,
+            )
         return self.result
 
     def _never_started(self) -> list[str]:

@@ -21,8 +21,8 @@ def test_public_names_are_pinned() -> None:
             "Event", "IntegrityError", "Journal", "JournalError", "LocalServerError", "LockedError",
             "MissingCredentialsError", "MissingPasswordError", "NotFoundError", "PasswordError",
             "ProgramError", "Provider", "ProviderError", "RateLimitedError", "RequestError",
-            "Resource", "RunError", "RunResult", "RunSettings", "Secret", "ServerError",
-            "StorageError", "StoreError", "TransportError", "UnknownSequenceError",
+            "Resource", "RunError", "RunInterrupted", "RunResult", "RunSettings", "Secret",
+            "ServerError", "StorageError", "StoreError", "TransportError", "UnknownSequenceError",
             "UnsupportedJournalError", "UsageError", "ValidationError", "WrongPasswordError",
             "__version__", "app", "register_provider",
         ]
