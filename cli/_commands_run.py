@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,7 +97,7 @@ def local_api(state: State, data_dir: Path, postgres_url: str | None) -> Iterato
     where = "the PostgreSQL server given" if postgres_url else f"embedded PostgreSQL in {data_dir}"
     state.out.err(f"starting the local Prisma API ({where}) ...")
     api = LocalPrismaApi(postgres_url=postgres_url, data_dir=None if postgres_url else data_dir)
-    with api:
+    with _local_log(state), api:
         saved = {k: os.environ.get(k) for k in (API_URL_ENV, TOKEN_ENV)}
         os.environ[API_URL_ENV] = api.url
         if not os.environ.get(TOKEN_ENV):
@@ -109,6 +111,37 @@ def local_api(state: State, data_dir: Path, postgres_url: str | None) -> Iterato
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+class _OneLine(logging.Handler):
+    """The local API's warnings and errors as one line each on stderr (the traceback only
+    with JOURNAL_DEBUG=1): terminal output is for people."""
+
+    def __init__(self, state: State) -> None:
+        super().__init__(logging.WARNING)
+        self.state = state
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from ._main import _debug
+
+        text = f"local API: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            text += f" ({type(exc).__name__}: {exc})"
+            if _debug():
+                text += "\n" + "".join(traceback.format_exception(exc)).rstrip()
+        self.state.out.warn(text)
+
+
+@contextmanager
+def _local_log(state: State) -> Iterator[None]:
+    logger = logging.getLogger("journal.resources.prisma_postgres.local")
+    handler = _OneLine(state)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 @contextmanager
