@@ -42,7 +42,7 @@ with journal.app("interrupt") as app:
 """
 #: the size of the long case (the acceptance scenario); the others use SMALL
 LARGE = int(os.environ.get("JOURNAL_TEST_INTERRUPT_N", "200"))
-SMALL = 40
+SMALL = int(os.environ.get("JOURNAL_TEST_INTERRUPT_SMALL", "40"))
 #: DROP DATABASE forces a checkpoint: on a loaded 2-core machine 64 of them at once queue
 #: past the local API's pool timeout (a load limit of the local API, not what is tested here)
 DESTROY = ("destroy", "--local", "--yes", "--concurrency", "16")

@@ -20,7 +20,6 @@ then the token stored with ``journal configure``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -282,7 +281,8 @@ class DatabaseProvider(_Prisma, Provider[DatabaseProps, DatabaseOutputs]):
     #: how long a create waits for the database to become ready
     ready_timeout_s: float = 300.0
     #: how long a lookup (recovery of an interrupted create, adopt) waits for a database it
-    #: found provisioning; then it is recorded as found, and what needs it waits for it
+    #: found provisioning; then the lookup fails and the operation stays pending, so that a
+    #: database is never recorded before it is ready (a create cut short may still fail)
     find_wait_s: float = 20.0
 
     def validate(self, props: DatabaseProps, *, resource: str) -> None:
@@ -334,10 +334,19 @@ class DatabaseProvider(_Prisma, Provider[DatabaseProps, DatabaseOutputs]):
         except NotFoundError:
             return None
         for found in candidates:
+            if found.status == "failure":
+                continue  # a create that failed: not an object anyone has
             if found.name == name and found.id not in exclude:
-                if not found.is_ready and found.status != "failure":
-                    with contextlib.suppress(ProviderError):  # found all the same
+                if not found.is_ready:
+                    try:
                         found = client.wait_database_ready(found.id, timeout_s=self.find_wait_s)
+                    except ProviderError as exc:
+                        raise ProviderError(
+                            f"found database {found.id} ({name!r}) but it is not ready: {exc}; "
+                            "nothing is recorded yet: run again in a moment",
+                            resource=ctx.resource,
+                            operation="find",
+                        ) from exc
                 return _database_outputs(found)
         return None
 
@@ -448,26 +457,10 @@ class ConnectionProvider(_Prisma, Provider[ConnectionProps, ConnectionOutputs]):
         _check_ref(props.database, resource, "database", "Database")
         _check_name(props.name, resource)
 
-    #: how long a create waits for its database if it is still provisioning (a database
-    #: found provisioning by the recovery of an interrupted run is recorded as it is)
-    database_wait_s: float = 120.0
-
     def create(self, props: ConnectionProps, ctx: Context) -> ConnectionOutputs:
         assert props.name is not None
-        client = _client(ctx)
-        database = client.get_database(props.database)
-        if not database.is_ready:
-            try:
-                client.wait_database_ready(database.id, timeout_s=self.database_wait_s)
-            except ProviderError as exc:
-                raise ProviderError(
-                    f"its database {props.database} is not ready ({exc}); nothing was "
-                    "created: run again once the database is ready",
-                    resource=ctx.resource,
-                    operation="create",
-                ) from exc
         return _connection_outputs(
-            client.create_connection(database_id=props.database, name=props.name)
+            _client(ctx).create_connection(database_id=props.database, name=props.name)
         )
 
     def delete(self, props: ConnectionProps, outputs: ConnectionOutputs, ctx: Context) -> None:

@@ -14,6 +14,7 @@ JSON.
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -597,8 +598,9 @@ class Backend:
             if self.admin is not None:
                 self.admin.create_database(db.pg_name, db.owner_role)
                 self.admin.create_login(con.role_name, password, db.pg_name, db.owner_role)
-        except psycopg.Error as exc:
-            _log.error("creating database %s failed: %s", db.id, exc.sqlstate or type(exc))
+        except Exception as exc:  # PostgreSQL, or no connection to it: nothing half made stays
+            code = exc.sqlstate if isinstance(exc, psycopg.Error) else None
+            _log.error("creating database %s failed: %s", db.id, code or exc)
             self._forget_failed(db, con)
             raise Problem(
                 500, "INTERNAL_SERVER_ERROR", "The database could not be created."
@@ -618,9 +620,10 @@ class Backend:
             if self.admin is not None:
                 self.admin.drop_database(db.pg_name, db.owner_role, [con.role_name])
             self.store.delete(con, db)
-        except (psycopg.Error, OSError) as exc:  # keep the first error; leave a failed record
+        except Exception as exc:  # keep the first error; the next start repairs it
             _log.error("cleaning up database %s failed: %s", db.id, exc)
-            self.store.update(replace(db, state="failed"))
+            with contextlib.suppress(Exception):
+                self.store.update(replace(db, state="failed"))
 
     def rename_database(self, ws: Workspace, database_id: str, name: str | None) -> Database:
         db = self.owned(Database, database_id, ws, foreign=403)
@@ -671,9 +674,11 @@ class Backend:
         try:
             if self.admin is not None:
                 self.admin.create_login(con.role_name, password, db.pg_name, db.owner_role)
-        except psycopg.Error as exc:
-            _log.error("creating connection %s failed: %s", con.id, exc.sqlstate or type(exc))
-            self.store.delete(con)
+        except Exception as exc:  # PostgreSQL, or no connection to it: nothing half made stays
+            code = exc.sqlstate if isinstance(exc, psycopg.Error) else None
+            _log.error("creating connection %s failed: %s", con.id, code or exc)
+            with contextlib.suppress(Exception):  # else the next start repairs it
+                self.store.delete(con)
             raise Problem(
                 500, "INTERNAL_SERVER_ERROR", "The connection could not be created."
             ) from exc
