@@ -479,6 +479,11 @@ class Backend:
         self.admin = admin
         self.prefix = prefix
         self.provisioning_delay_s = provisioning_delay_s
+        #: set when the server stops: work cut short by it is expected (repaired on start)
+        self.stopping = False
+
+    def _failed(self, message: str, *args: object) -> None:
+        (_log.debug if self.stopping else _log.error)(message, *args)
 
     # -- lookups
 
@@ -600,7 +605,7 @@ class Backend:
                 self.admin.create_login(con.role_name, password, db.pg_name, db.owner_role)
         except Exception as exc:  # PostgreSQL, or no connection to it: nothing half made stays
             code = exc.sqlstate if isinstance(exc, psycopg.Error) else None
-            _log.error("creating database %s failed: %s", db.id, code or exc)
+            self._failed("creating database %s failed: %s", db.id, code or exc)
             self._forget_failed(db, con)
             raise Problem(
                 500, "INTERNAL_SERVER_ERROR", "The database could not be created."
@@ -621,7 +626,7 @@ class Backend:
                 self.admin.drop_database(db.pg_name, db.owner_role, [con.role_name])
             self.store.delete(con, db)
         except Exception as exc:  # keep the first error; the next start repairs it
-            _log.error("cleaning up database %s failed: %s", db.id, exc)
+            self._failed("cleaning up database %s failed: %s", db.id, exc)
             with contextlib.suppress(Exception):
                 self.store.update(replace(db, state="failed"))
 
@@ -676,7 +681,7 @@ class Backend:
                 self.admin.create_login(con.role_name, password, db.pg_name, db.owner_role)
         except Exception as exc:  # PostgreSQL, or no connection to it: nothing half made stays
             code = exc.sqlstate if isinstance(exc, psycopg.Error) else None
-            _log.error("creating connection %s failed: %s", con.id, code or exc)
+            self._failed("creating connection %s failed: %s", con.id, code or exc)
             with contextlib.suppress(Exception):  # else the next start repairs it
                 self.store.delete(con)
             raise Problem(

@@ -642,6 +642,8 @@ class LocalPrismaApi:
         """Stop serving (in-flight requests get ``drain_s`` to finish). The embedded PostgreSQL
         keeps running for the next start unless ``stop_postgres``."""
         httpd, self._httpd = self._httpd, None
+        if self._backend is not None:
+            self._backend.stopping = True
         if httpd is not None:
             httpd.shutdown()
             httpd.server_close()
