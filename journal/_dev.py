@@ -19,8 +19,10 @@ with ``watchfiles`` (debounced); tests pass a generator that edits files and yie
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -290,6 +292,8 @@ class DevLoop:
         self._last_ok = True
         #: a second Ctrl-C gave up on a run in flight (``run`` then raises KeyboardInterrupt)
         self.abandoned = False
+        #: SIGINT/SIGTERM received while the loop runs
+        self._signals = 0
         #: the settings of the run in flight (or the last one): its results as they come
         self.current: RunSettings | None = None
 
@@ -326,28 +330,51 @@ class DevLoop:
     def run(self) -> list[DevRun]:
         """Run until Ctrl-C, ``stop()``, ``max_runs`` runs, or a fatal error (raised).
 
-        Ctrl-C returns normally (after the run in flight, if any, finished); a second Ctrl-C
-        during that run abandons it and raises KeyboardInterrupt."""
-        try:
-            # the change source starts before the first run: a save during it is not lost
-            batches = iter(self.changes(self.root, self.stop_event))
-            self._run_in_thread(frozenset(), None)
-            while not self._done():
-                self.on_message("watching for changes")
-                trigger: frozenset[Path] = frozenset()
-                while not trigger:
-                    batch = next(batches, None)
-                    if batch is None or self.stop_event.is_set():
-                        return self.runs
-                    detected = time.time()
-                    trigger = frozenset(p for p in batch if self.relevant(p))
-                self._run_in_thread(trigger, _saved_at(trigger, detected))
-        except KeyboardInterrupt:
-            if self.abandoned:
-                raise
-        finally:
-            self.stop_event.set()  # stops the change source too
+        Ctrl-C (or SIGTERM) returns normally (after the run in flight, if any, finished); a
+        second one during that run abandons its calls in flight and raises
+        KeyboardInterrupt. In the main thread the signals are only counted by the handler
+        and acted on by the loop, so a second signal can never land inside the first one's
+        handling."""
+        with self._signals_counted():
+            try:
+                # the change source starts before the first run: a save during it is not lost
+                batches = iter(self.changes(self.root, self.stop_event))
+                self._run_in_thread(frozenset(), None)
+                while not self._done():
+                    self.on_message("watching for changes")
+                    trigger: frozenset[Path] = frozenset()
+                    while not trigger:
+                        batch = next(batches, None)
+                        if batch is None or self.stop_event.is_set():
+                            return self.runs
+                        detected = time.time()
+                        trigger = frozenset(p for p in batch if self.relevant(p))
+                    self._run_in_thread(trigger, _saved_at(trigger, detected))
+            except KeyboardInterrupt:
+                if self.abandoned:
+                    raise
+            finally:
+                self.stop_event.set()  # stops the change source too
         return self.runs
+
+    @contextlib.contextmanager
+    def _signals_counted(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def count(signum: int, frame: Any) -> None:
+            self._signals += 1
+            self.stop_event.set()  # stops watching; a run in flight finishes first
+
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in previous:
+            signal.signal(s, count)
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     def _run_in_thread(self, trigger: frozenset[Path], saved_at: float | None) -> None:
         """One run in a worker thread, so Ctrl-C in the main thread lets it finish cleanly."""
@@ -363,29 +390,21 @@ class DevLoop:
                 done.set()
 
         threading.Thread(target=work, name="journal-dev-run", daemon=True).start()
-        interrupted = False
+        seen = self._signals
+        announced = False
         # wait on an Event, not Thread.join(): a KeyboardInterrupt inside join() can leave
         # the thread looking finished on Python < 3.13
         while not done.is_set():
             try:
                 done.wait(0.05)
-            except KeyboardInterrupt:
-                if interrupted:
-                    from ._interrupt import interruption
-
-                    self.abandoned = True
-                    self.on_message(
-                        "abandoning the calls in flight: their intents stay recorded as "
-                        "pending, and the next run resolves them first"
-                    )
-                    # the run stops waiting for its calls, records its end and closes
-                    interruption().abandon()
-                    done.wait(ABANDON_WAIT_S)
-                    if box and isinstance(box[0], DevRun):
-                        self.runs.append(box[0])
-                    raise
-                interrupted = True
+            except KeyboardInterrupt:  # no handler of ours (not the main thread's loop)
+                self._signals += 1
                 self.stop_event.set()
+            if self._signals - seen >= 2:
+                self._abandon(done, box)
+                raise KeyboardInterrupt
+            if self._signals > seen and not announced:
+                announced = True
                 self.on_message(
                     "stopping: letting the current run finish (Ctrl-C again to abandon it)"
                 )
@@ -394,8 +413,22 @@ class DevLoop:
             raise outcome
         self.runs.append(outcome)
         self.on_run(outcome)
-        if interrupted:
+        if self._signals > seen:
             raise KeyboardInterrupt
+
+    def _abandon(self, done: threading.Event, box: list[DevRun | BaseException]) -> None:
+        from ._interrupt import interruption
+
+        self.abandoned = True
+        self.on_message(
+            "abandoning the calls in flight: their intents stay recorded as "
+            "pending, and the next run resolves them first"
+        )
+        # the run stops waiting for its calls, records its end and closes
+        interruption().abandon()
+        done.wait(ABANDON_WAIT_S)
+        if box and isinstance(box[0], DevRun):
+            self.runs.append(box[0])
 
     def _run_once(self, trigger: frozenset[Path], saved_at: float | None) -> DevRun:
         settings = self.current = self.make_settings()
