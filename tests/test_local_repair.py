@@ -127,3 +127,31 @@ def test_work_of_a_server_still_running_is_left_alone(prefix: str) -> None:
         assert len(inv.pg_roles) == 2, "its owner role and its default login"
     finally:
         first.stop()
+
+
+def test_a_record_left_creating_by_an_older_version_is_repaired(prefix: str) -> None:
+    """Versions before the work marks left records 'creating' forever when cut short."""
+    from dataclasses import replace
+
+    first = LocalPrismaApi(postgres_url=SHARED_PG, prefix=prefix).start()
+    project = _project(first)
+    answer = httpx.post(
+        f"{first.url}/v1/projects/{project}/databases",
+        json={"name": "whole"},
+        headers=TOKEN,
+        timeout=30,
+    )
+    assert answer.status_code == 201, answer.text
+    assert first._backend is not None
+    store = first._backend.store
+    (db,) = first.inventory().databases
+    store.update(replace(db, state="creating"))  # what the old server left behind
+    first.stop()
+
+    second = LocalPrismaApi(postgres_url=SHARED_PG, prefix=prefix).start()
+    try:
+        inv = second.inventory()
+        assert inv.databases == () and inv.pg_databases == (f"{prefix}_meta",)
+        assert inv.pg_roles == ()
+    finally:
+        second.stop()

@@ -842,6 +842,12 @@ class PgStore(Store):
                         conn.execute("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", key)
                 if not alive[instance]:
                     out.append((kind, object_id))
+            # left 'creating' by a version of the local API that did not mark its work
+            legacy = conn.execute(
+                "SELECT id FROM databases d WHERE state = 'creating' AND NOT EXISTS"
+                " (SELECT 1 FROM journal_local_work w WHERE w.object_id = d.id) ORDER BY id"
+            ).fetchall()
+            out += [("databases", row[0]) for row in legacy]
         return out
 
     def close(self) -> None:
