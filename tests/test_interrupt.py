@@ -277,3 +277,46 @@ def test_every_failure_path_appends_a_valid_event(
 
     failure_types = {name for name in EVENT_TYPES if name.endswith(".failed")}
     assert failure_types <= seen, f"failure events never emitted: {failure_types - seen}"
+
+
+def test_the_grace_period_bounds_the_wait_for_calls_in_flight(
+    journal_path: Path,
+    cloud: mp.Cloud,
+    intr: Interruption,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One SIGINT, and calls that never answer: after JOURNAL_STOP_GRACE the run is
+    abandoned as if the signal came twice (the handlers are the CLI's, in this process)."""
+    import os
+    import signal
+
+    monkeypatch.setenv("JOURNAL_STOP_GRACE", "0.5")
+    gate = threading.Event()
+    blocked: list[str] = []
+    lock = threading.Lock()
+    real_create = ThingProvider.create
+
+    def create(self: ThingProvider, props: Any, ctx: Any) -> Any:
+        with lock:
+            blocked.append(props.name)
+        gate.wait(60)
+        return real_create(self, props, ctx)
+
+    def signal_once() -> None:
+        deadline = time.monotonic() + 60
+        while len(blocked) < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(ThingProvider, "create", create)
+    messages: list[str] = []
+    threading.Thread(target=signal_once, daemon=True).start()
+    with intr.installed(on_message=messages.append), pytest.raises(KeyboardInterrupt):
+        deploy(journal_path)
+    gate.set()
+    assert intr.signals == 2 and intr.abandoned, "the grace timer abandoned the run"
+    assert any("at most 0.5s" in m for m in messages)
+    assert "the grace period is over" in messages
+    finished = payloads(journal_path)[-1]
+    assert finished["type"] == "run.finished" and finished["abandoned"] is True
+    assert len(finished["pending"]) == 8
