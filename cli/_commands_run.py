@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from journal._errors import RunError, UnknownSequenceError
+from journal._errors import JournalError, RunError, UnknownSequenceError
 from journal._scaffold import TEMPLATES
 
 from ._commands_common import (
@@ -36,6 +38,8 @@ LOCAL_TOKEN = "journal-local-token"
 API_URL_ENV = "PRISMA_API_URL"
 TOKEN_ENV = "PRISMA_SERVICE_TOKEN"
 LOCAL_POSTGRES_ENV = "JOURNAL_LOCAL_POSTGRES_URL"
+#: the local API as a plan names it: loopback, never contacted (a plan makes no call)
+PLAN_LOCAL_URL = "http://127.0.0.1:9"
 
 postgres_url_option = click.option(
     "--postgres-url",
@@ -94,7 +98,7 @@ def local_api(state: State, data_dir: Path, postgres_url: str | None) -> Iterato
     where = "the PostgreSQL server given" if postgres_url else f"embedded PostgreSQL in {data_dir}"
     state.out.err(f"starting the local Prisma API ({where}) ...")
     api = LocalPrismaApi(postgres_url=postgres_url, data_dir=None if postgres_url else data_dir)
-    with api:
+    with _local_log(state), api:
         saved = {k: os.environ.get(k) for k in (API_URL_ENV, TOKEN_ENV)}
         os.environ[API_URL_ENV] = api.url
         if not os.environ.get(TOKEN_ENV):
@@ -110,6 +114,37 @@ def local_api(state: State, data_dir: Path, postgres_url: str | None) -> Iterato
                     os.environ[key] = value
 
 
+class _OneLine(logging.Handler):
+    """The local API's warnings and errors as one line each on stderr (the traceback only
+    with JOURNAL_DEBUG=1): terminal output is for people."""
+
+    def __init__(self, state: State) -> None:
+        super().__init__(logging.WARNING)
+        self.state = state
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from ._main import _debug
+
+        text = f"local API: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            text += f" ({type(exc).__name__}: {exc})"
+            if _debug():
+                text += "\n" + "".join(traceback.format_exception(exc)).rstrip()
+        self.state.out.warn(text)
+
+
+@contextmanager
+def _local_log(state: State) -> Iterator[None]:
+    logger = logging.getLogger("journal.resources.prisma_postgres.local")
+    handler = _OneLine(state)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 @contextmanager
 def _maybe_local(
     state: State, data_dir: Path, local: bool, postgres_url: str | None
@@ -119,6 +154,105 @@ def _maybe_local(
         return
     with local_api(state, data_dir, postgres_url):
         yield
+
+
+@contextmanager
+def interruptible(state: State, again: str) -> Iterator[list[RunResult]]:
+    """Run a command under the interruption handlers (``journal._interrupt``): the first
+    SIGINT/SIGTERM stops launching calls and lets those in flight finish, the second
+    abandons them. Everything inside (the engine, then the local API) has closed when the
+    block ends; then one line says what is left and what to type (``again``), exit 130.
+
+    The caller appends the results of its runs to the list it gets."""
+    from journal._interrupt import reset
+
+    results: list[RunResult] = []
+    intr = reset()
+    with intr.installed(on_message=state.out.err):
+        try:
+            yield results
+        except (KeyboardInterrupt, JournalError):
+            if not intr.requested:
+                raise
+    if not intr.requested:
+        return
+    state.out.err(interrupted_line(results, again))
+    if intr.abandoned:
+        # calls abandoned in flight still block their threads: leave without joining them
+        # (the journal and the local API are closed; their intents are recorded as pending)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    raise click.exceptions.Exit(130)
+
+
+def interrupted_line(results: list[RunResult], again: str) -> str:
+    """``interrupted: ...`` with what is left pending and what to type."""
+    not_started = sum(len(r.not_started) for r in results)
+    pending = sum(len(r.pending) for r in results)
+    parts = []
+    if not_started:
+        parts.append(f"{not_started} resource(s) not started")
+    if pending:
+        parts.append(
+            f"{pending} operation(s) left pending (their outcome is unknown; "
+            "the next run resolves them first)"
+        )
+    if not results:
+        parts.append("no run had begun")
+    what = ", ".join(parts) if parts else "nothing left pending"
+    return f"interrupted: {what}; to finish, run `{again}`"
+
+
+def _again(command: str, state: State, local: bool) -> str:
+    """The command line that finishes an interrupted run."""
+    words = ["journal", command]
+    if state.stage:
+        words += ["--stage", state.stage]
+    if local:
+        words.append("--local")
+    return " ".join(words)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM does what Ctrl-C does (for ``dev``, whose loop handles KeyboardInterrupt)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_journal(state: State, program: Path) -> None:
+    """A wrong password (or a journal this version cannot read) fails before the local API
+    or its PostgreSQL is started."""
+    from journal._dev import check_journal
+
+    check_journal(state.program_location(program))
+
+
+@contextmanager
+def _local_endpoint() -> Iterator[None]:
+    """What a ``plan --local`` needs of the local API: only to be *named* as the endpoint
+    (plan makes no call), so nothing is started. The URL is loopback and never contacted."""
+    saved = {k: os.environ.get(k) for k in (API_URL_ENV, TOKEN_ENV)}
+    os.environ[API_URL_ENV] = PLAN_LOCAL_URL
+    os.environ.setdefault(TOKEN_ENV, LOCAL_TOKEN)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _pg_data(program: Path) -> Path:
@@ -157,7 +291,13 @@ def _print_result(state: State, result: RunResult) -> None:
             out.echo(line)
 
 
-def _run(state: State, program: Path, command: str, concurrency: int | None) -> ProgramRun:
+def _run(
+    state: State,
+    program: Path,
+    command: str,
+    concurrency: int | None,
+    results: list[RunResult] | None = None,
+) -> ProgramRun:
     from journal._dev import run_once
 
     settings = _settings(state, program, command, concurrency)
@@ -166,6 +306,8 @@ def _run(state: State, program: Path, command: str, concurrency: int | None) -> 
     finally:
         for result in settings.results:
             _print_result(state, result)
+        if results is not None:
+            results.extend(settings.results)
 
 
 def _program(program: Path | None) -> Path:
@@ -201,25 +343,36 @@ def deploy(
     the program no longer declares (only if every resource succeeded). Exits 1 if a resource
     failed. Deploy never asks for confirmation; --yes is accepted for scripts."""
     path = _program(program)
-    state.prepare_new_journal(state.program_location(path))
-    with _maybe_local(state, _pg_data(path), local, postgres_url):
-        _run(state, path, "deploy", concurrency)
+    with interruptible(state, _again("deploy", state, local)) as results:
+        state.prepare_new_journal(state.program_location(path))
+        _check_journal(state, path)
+        with _maybe_local(state, _pg_data(path), local, postgres_url):
+            _run(state, path, "deploy", concurrency, results)
 
 
 @click.command()
 @program_argument
 @common_options(profile=True)
-@click.option("--local", is_flag=True, default=False, help="Plan against the local API.")
+@click.option(
+    "--local",
+    is_flag=True,
+    default=False,
+    help="Plan for the local API (which is not started: a plan makes no call).",
+)
 @postgres_url_option
 @pass_state
 def plan(state: State, program: Path | None, local: bool, postgres_url: str | None) -> None:
     """Show what a deploy would do, changing nothing.
 
     Lists each resource as create (+), update (~), replace (-/+), delete (-) or unchanged,
-    with a field-level diff; secrets are masked. Nothing is called and nothing is written."""
+    with a field-level diff; secrets are masked. Nothing is called and nothing is written.
+    With --local nothing is started either: a plan makes no call to the API."""
     path = _program(program)
     state.warn_if_damaged(state.program_location(path))
-    with _maybe_local(state, _pg_data(path), local, postgres_url):
+    if not local:
+        _run(state, path, "plan", None)
+        return
+    with _local_endpoint():
         _run(state, path, "plan", None)
 
 
@@ -270,29 +423,37 @@ def dev(
         verb = "reconciled" if run.ok else "failed"
         out.echo(f"{verb} in {run.since_save_ms:.0f} ms ({origin})")
 
-    with _maybe_local(state, _pg_data(path), local, postgres_url):
+    from journal._interrupt import reset
+
+    reset()
+    _check_journal(state, path)
+    loop = DevLoop(
+        path,
+        make_settings,
+        profile=state.profile,
+        on_run=on_run,
+        on_message=out.reporter().message,
+        max_runs=1 if once else None,
+    )
+    abandoned = False
+    with _sigterm_as_interrupt(), _maybe_local(state, _pg_data(path), local, postgres_url):
         if local:
             out.err(
                 "local mode: resources are recorded in the same journal and stage as real "
                 "deploys; use another --stage for real deployments"
             )
-        loop = DevLoop(
-            path,
-            make_settings,
-            profile=state.profile,
-            on_run=on_run,
-            on_message=out.reporter().message,
-            max_runs=1 if once else None,
-        )
         try:
             runs = loop.run()
         except KeyboardInterrupt:
-            # a run was abandoned part way: exit now, as a crash would, rather than let
-            # interpreter shutdown race its threads (the journal stays consistent: the next
-            # run resolves the operation left pending)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(130)
+            abandoned = True
+    if abandoned:
+        # the abandoned run recorded its end and the local API is stopped; its calls in
+        # flight still block their threads: leave without joining them
+        current = loop.current.results if loop.current is not None else []
+        out.err(interrupted_line(current, _again("dev", state, False)))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     if not runs:
         return
     last = runs[-1]
@@ -367,7 +528,10 @@ def destroy(
 
     stage = state.stage_name()
     out = state.out
-    with state.open_journal(check="write") as jr:
+    with (
+        interruptible(state, _again("destroy", state, local)) as results,
+        state.open_journal(check="write") as jr,
+    ):
         app = find_app(jr, stage, app_name)
         credentials = profile_credentials(jr, state.profile)
         with _maybe_local(state, _journal_dir(state) / "postgres", local, postgres_url):
@@ -388,7 +552,10 @@ def destroy(
                 reporter=out.reporter(),
                 concurrency=concurrency,
                 credentials=credentials,
+                results=results,
             )
+            if result.status == "interrupted":
+                _print_result(state, result)
     _print_result(state, result)
     _check_failures(result)
 
@@ -420,7 +587,10 @@ def rollback(
 
     stage = state.stage_name()
     out = state.out
-    with state.open_journal(check="write") as jr:
+    with (
+        interruptible(state, f"journal rollback {seq}") as results,
+        state.open_journal(check="write") as jr,
+    ):
         head = jr.head()[0]
         if not 1 <= seq <= head:
             raise UnknownSequenceError(
@@ -451,7 +621,10 @@ def rollback(
                 reporter=out.reporter(),
                 concurrency=concurrency,
                 credentials=credentials,
+                results=results,
             )
+            if result.status == "interrupted":
+                _print_result(state, result)
     _print_result(state, result)
     _check_failures(result)
 

@@ -61,7 +61,9 @@ class Output:
         self.interactive = _isatty(sys.stdin)
         encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
         self.unicode = self.terminal and encoding.startswith("utf")
-        self._lock = threading.Lock()
+        # re-entrant: a signal handler (``journal._interrupt``) prints from the main thread,
+        # possibly while that thread is inside echo()
+        self._lock = threading.RLock()
 
     # --- writing -----------------------------------------------------------------------
 

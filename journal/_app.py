@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
 from ._engine import Desired, Ref, Reporter, Run, RunResult, actor
-from ._errors import ProgramError, RunError, ValidationError
+from ._errors import ProgramError, RunError, RunInterrupted, ValidationError
 from ._provider import get_provider
 from ._secret import Secret
 
@@ -142,6 +142,7 @@ class App:
                 password=self._password or settings.password,
             )
             self._owns_journal = True
+        run: Run | None = None
         try:
             run = Run(
                 self._journal,
@@ -157,6 +158,8 @@ class App:
             )
             run.begin()
         except BaseException:
+            if run is not None and run.result is not None:  # it began, then its recovery failed
+                self._store(run.result)
             self._close_journal()
             raise
         self._run = run
@@ -174,12 +177,18 @@ class App:
         with _CURRENT_LOCK:
             if self in _CURRENT:
                 _CURRENT.remove(self)
+        run = self._require_run()
         try:
             if self.result is None:
                 if exc is None:
                     self.finalize()
                 else:
-                    self._store(self._require_run().fail(exc))
+                    self._store(run.fail(exc))
+        except KeyboardInterrupt:
+            # abandoned part way: the run recorded its end; keep its result for the caller
+            if self.result is None and run.result is not None:
+                self._store(run.result)
+            raise
         finally:
             self._close_journal()
 
@@ -203,6 +212,10 @@ class App:
         result = self._store(self._require_run().finalize())
         if result.status == "failed":
             raise RunError([(r, RuntimeError(e)) for r, e in result.failures])
+        if result.status == "interrupted":
+            raise RunInterrupted(
+                f"the run was interrupted: {len(result.not_started)} resource(s) not started"
+            )
         return result
 
     def export(self, **values: Any) -> None:

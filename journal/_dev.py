@@ -10,8 +10,8 @@ the program's modules first, and the journal's key derivation is cached per proc
 
 A run that fails (a syntax error, an exception, a failed resource) is reported and deletes
 nothing: the engine records a failed run and never finalizes it. The next good save converges.
-Ctrl-C while a run is in flight lets that run finish (a second Ctrl-C abandons it; pending
-operations are then resolved by the next run).
+Ctrl-C while a run is in flight lets that run finish (a second Ctrl-C abandons its calls in
+flight: the run records its end with their intents pending, which the next run resolves).
 
 Where changes come from is injectable (``changes=``): the default watches the program's folder
 with ``watchfiles`` (debounced); tests pass a generator that edits files and yields their paths.
@@ -19,8 +19,10 @@ with ``watchfiles`` (debounced); tests pass a generator that edits files and yie
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -45,6 +47,7 @@ __all__ = [
     "ChangeSource",
     "DevLoop",
     "DevRun",
+    "check_journal",
     "journal_exists",
     "program_journal",
     "run_once",
@@ -53,6 +56,8 @@ __all__ = [
 
 #: how long a burst of file events is gathered into one change (ms)
 DEBOUNCE_MS: Final = 50
+#: how long an abandoned run gets to record its end before the loop gives up on it (s)
+ABANDON_WAIT_S: Final = 15.0
 #: folders whose files never trigger a run
 _IGNORED_DIRS: Final = frozenset(
     {".journal", ".git", ".venv", "venv", "__pycache__", "node_modules", ".mypy_cache"}
@@ -79,6 +84,19 @@ def journal_exists(location: str | os.PathLike[str] | None) -> bool:
         return store.read_meta() is not None
     finally:
         store.close()
+
+
+def check_journal(location: str | os.PathLike[str] | None, password: str | None = None) -> None:
+    """Fail now, before anything slow or lasting starts (the local API, initdb), if the
+    journal cannot be opened: a wrong or missing password, a journal of a newer version.
+    Opens an existing journal and closes it (its key derivation is cached for the run);
+    creates nothing."""
+    from ._journal import Journal, _resolve_password
+
+    if journal_exists(location):
+        Journal.open(location, password=password, create=False).close()
+    else:
+        _resolve_password(password)
 
 
 class _NoJournal:
@@ -280,6 +298,10 @@ class DevLoop:
         self._last_ok = True
         #: a second Ctrl-C gave up on a run in flight (``run`` then raises KeyboardInterrupt)
         self.abandoned = False
+        #: SIGINT/SIGTERM received while the loop runs
+        self._signals = 0
+        #: the settings of the run in flight (or the last one): its results as they come
+        self.current: RunSettings | None = None
 
     # --- what triggers a run -----------------------------------------------------------
 
@@ -314,28 +336,51 @@ class DevLoop:
     def run(self) -> list[DevRun]:
         """Run until Ctrl-C, ``stop()``, ``max_runs`` runs, or a fatal error (raised).
 
-        Ctrl-C returns normally (after the run in flight, if any, finished); a second Ctrl-C
-        during that run abandons it and raises KeyboardInterrupt."""
-        try:
-            # the change source starts before the first run: a save during it is not lost
-            batches = iter(self.changes(self.root, self.stop_event))
-            self._run_in_thread(frozenset(), None)
-            while not self._done():
-                self.on_message("watching for changes")
-                trigger: frozenset[Path] = frozenset()
-                while not trigger:
-                    batch = next(batches, None)
-                    if batch is None or self.stop_event.is_set():
-                        return self.runs
-                    detected = time.time()
-                    trigger = frozenset(p for p in batch if self.relevant(p))
-                self._run_in_thread(trigger, _saved_at(trigger, detected))
-        except KeyboardInterrupt:
-            if self.abandoned:
-                raise
-        finally:
-            self.stop_event.set()  # stops the change source too
+        Ctrl-C (or SIGTERM) returns normally (after the run in flight, if any, finished); a
+        second one during that run abandons its calls in flight and raises
+        KeyboardInterrupt. In the main thread the signals are only counted by the handler
+        and acted on by the loop, so a second signal can never land inside the first one's
+        handling."""
+        with self._signals_counted():
+            try:
+                # the change source starts before the first run: a save during it is not lost
+                batches = iter(self.changes(self.root, self.stop_event))
+                self._run_in_thread(frozenset(), None)
+                while not self._done():
+                    self.on_message("watching for changes")
+                    trigger: frozenset[Path] = frozenset()
+                    while not trigger:
+                        batch = next(batches, None)
+                        if batch is None or self.stop_event.is_set():
+                            return self.runs
+                        detected = time.time()
+                        trigger = frozenset(p for p in batch if self.relevant(p))
+                    self._run_in_thread(trigger, _saved_at(trigger, detected))
+            except KeyboardInterrupt:
+                if self.abandoned:
+                    raise
+            finally:
+                self.stop_event.set()  # stops the change source too
         return self.runs
+
+    @contextlib.contextmanager
+    def _signals_counted(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def count(signum: int, frame: Any) -> None:
+            self._signals += 1
+            self.stop_event.set()  # stops watching; a run in flight finishes first
+
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in previous:
+            signal.signal(s, count)
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     def _run_in_thread(self, trigger: frozenset[Path], saved_at: float | None) -> None:
         """One run in a worker thread, so Ctrl-C in the main thread lets it finish cleanly."""
@@ -351,21 +396,21 @@ class DevLoop:
                 done.set()
 
         threading.Thread(target=work, name="journal-dev-run", daemon=True).start()
-        interrupted = False
+        seen = self._signals
+        announced = False
         # wait on an Event, not Thread.join(): a KeyboardInterrupt inside join() can leave
         # the thread looking finished on Python < 3.13
         while not done.is_set():
             try:
                 done.wait(0.05)
-            except KeyboardInterrupt:
-                if interrupted:
-                    self.abandoned = True
-                    self.on_message(
-                        "abandoning the run in flight; the next run resolves what it left pending"
-                    )
-                    raise
-                interrupted = True
+            except KeyboardInterrupt:  # no handler of ours (not the main thread's loop)
+                self._signals += 1
                 self.stop_event.set()
+            if self._signals - seen >= 2:
+                self._abandon(done, box)
+                raise KeyboardInterrupt
+            if self._signals > seen and not announced:
+                announced = True
                 self.on_message(
                     "stopping: letting the current run finish (Ctrl-C again to abandon it)"
                 )
@@ -374,11 +419,25 @@ class DevLoop:
             raise outcome
         self.runs.append(outcome)
         self.on_run(outcome)
-        if interrupted:
+        if self._signals > seen:
             raise KeyboardInterrupt
 
+    def _abandon(self, done: threading.Event, box: list[DevRun | BaseException]) -> None:
+        from ._interrupt import interruption
+
+        self.abandoned = True
+        self.on_message(
+            "abandoning the calls in flight: their intents stay recorded as "
+            "pending, and the next run resolves them first"
+        )
+        # the run stops waiting for its calls, records its end and closes
+        interruption().abandon()
+        done.wait(ABANDON_WAIT_S)
+        if box and isinstance(box[0], DevRun):
+            self.runs.append(box[0])
+
     def _run_once(self, trigger: frozenset[Path], saved_at: float | None) -> DevRun:
-        settings = self.make_settings()
+        settings = self.current = self.make_settings()
         started = time.monotonic()
         program_run: ProgramRun | None = None
         error: JournalError | None = None

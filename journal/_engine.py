@@ -6,6 +6,12 @@ resources it depends on are done. Every provider call is bracketed by an intent 
 outcome event. ``finalize`` deletes orphans (and objects retired by replaces) in reverse
 dependency order, but only when the whole run succeeded; ``destroy`` deletes the whole stage.
 In plan mode nothing is called and nothing is written: the run only computes what it would do.
+
+Interruption (``_interrupt``): ``stop_launching`` makes every resource not started yet fail
+with ``RunInterrupted`` (no event: nothing was sent) while calls in flight finish and record
+their outcomes; ``abandon`` stops waiting for them (their intents stay pending, and a late
+answer is never recorded). Either way the run ends with ``run.finished`` status
+``interrupted``, listing what was not started and what is left pending.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
@@ -29,6 +35,7 @@ from ._errors import (
     JournalError,
     NotFoundError,
     ProviderError,
+    RunInterrupted,
     ServerError,
     TransportError,
     UsageError,
@@ -36,8 +43,10 @@ from ._errors import (
 )
 from ._events import make_event
 from ._identity import check_endpoint, credential_record, gone_for_others, identity
+from ._interrupt import interruption
 from ._projection import ResourceState, StreamState, apply, load_state, snapshot_state, stream_name
 from ._provider import Context, Provider, get_provider
+from ._results import Change, Desired, Ref, Reporter, RunResult, Silent
 from ._secret import Secret
 
 __all__ = [
@@ -57,97 +66,16 @@ DEFAULT_CONCURRENCY: Final = 64
 UNKNOWN: Final = "(known after deploy)"
 
 
-@dataclass(frozen=True)
-class Ref:
-    """A prop that stands for another resource (its ``ref_field`` output, e.g. its id)."""
-
-    resource: str
-
-
-@dataclass
-class Desired:
-    """A resource as the program (or a rollback target) wants it."""
-
-    id: str
-    type: str
-    props: dict[str, Any]
-    delete: bool
-    adopt: bool = False
-    service_token: Secret | None = None
-
-    @property
-    def deps(self) -> list[str]:
-        return sorted({v.resource for v in self.props.values() if isinstance(v, Ref)})
-
-
-@dataclass(frozen=True)
-class Change:
-    resource: str
-    type: str
-    action: str  # create | adopt | update | replace | delete | forget | noop | recover
-    diff: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    seconds: float = 0.0
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    stream: str
-    command: str
-    status: str  # succeeded | failed | planned
-    duration_s: float
-    changes: list[Change]
-    failures: list[tuple[str, str]]
-    outputs: dict[str, Any]
-
-    @property
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for c in self.changes:
-            key = "failed" if c.error is not None else c.action
-            out[key] = out.get(key, 0) + 1
-        return out
-
-    @property
-    def ok(self) -> bool:
-        return self.status != "failed"
-
-
-class Reporter(Protocol):
-    """Progress sink (the CLI prints; tests collect)."""
-
-    def resource(
-        self,
-        resource: str,
-        type_name: str,
-        action: str,
-        phase: str,
-        seconds: float,
-        error: str | None,
-    ) -> None: ...
-
-    def message(self, text: str) -> None: ...
-
-
-class _Silent:
-    def resource(
-        self,
-        resource: str,
-        type_name: str,
-        action: str,
-        phase: str,
-        seconds: float,
-        error: str | None,
-    ) -> None:
-        pass
-
-    def message(self, text: str) -> None:
-        pass
-
-
 class _DependencyFailed(ProviderError):
     pass
+
+
+class Abandoned(KeyboardInterrupt):
+    """Raised in a thread waiting for a run whose calls in flight were abandoned."""
+
+
+#: how long an abandoned run waits for appends already under way before run.finished
+_APPEND_DRAIN_S: Final = 10.0
 
 
 class _Journal(Protocol):
@@ -230,7 +158,7 @@ class Run:
         self.plan_only = command == "plan"
         self.concurrency = concurrency or default_concurrency()
         self.lock_timeout = lock_timeout
-        self.reporter: Reporter = reporter or _Silent()
+        self.reporter: Reporter = reporter or Silent()
         self.program = program
         self.program_hash = program_hash
         self.extra = dict(extra or {})
@@ -253,6 +181,16 @@ class Run:
         self._started = 0.0
         self._begun = False
         self._done = False
+        self._interruption = interruption()
+        #: set by a first signal: launch nothing new
+        self._stopping = False
+        #: set by a second signal: stop waiting for calls in flight, record nothing they answer
+        self._abandoned = False
+        self._gate = threading.Condition(threading.RLock())
+        self._appending = 0
+        self._not_started: list[str] = []
+        self._started_recorded = False
+        self.result: RunResult | None = None
 
     # --- start -----------------------------------------------------------------------
 
@@ -260,6 +198,7 @@ class Run:
         """Take the stage's lock, load state, record run.started, resolve pending operations."""
         self._started = time.monotonic()
         holder = {"actor": actor(), "host": socket.gethostname(), "pid": os.getpid()}
+        failure: BaseException | None = None
         try:
             if not self.plan_only:
                 holder["since"] = _now()
@@ -270,9 +209,10 @@ class Run:
                 # a broken chain refuses the run before its state is even loaded (journal._chain)
                 self.journal.ensure_writable()
             self.state = load_state(self.journal, self.stream)
-            self._pool = self._stack.enter_context(
-                ThreadPoolExecutor(self.concurrency, thread_name_prefix="journal-run")
-            )
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="journal-run")
+            self._stack.callback(self._shutdown_pool)
+            self._interruption.register(self)
+            self._stack.callback(self._interruption.unregister, self)
             if not self.plan_only:
                 started = make_event(
                     "run.started",
@@ -283,12 +223,66 @@ class Run:
                     **{**holder, "command": self.command},
                     **self.extra,
                 )
-                self._append(started, expected_version=self.state.version)
+                with self._interruption.critical():
+                    self._append(started, expected_version=self.state.version)
+                    self._started_recorded = True
+        except BaseException as exc:
+            if not self._started_recorded:
+                self._stack.close()
+                raise
+            failure = exc  # a second signal deferred until run.started was recorded
+        try:
+            if failure is not None:
+                raise failure
+            if not self.plan_only:
                 self._recover()
-        except BaseException:
-            self._close()  # the lock, the pool, and the clients recovery opened
+        except BaseException as exc:
+            # the run began: it ends with run.finished, whatever stopped the recovery
+            if isinstance(exc, KeyboardInterrupt):
+                self.abandon()
+            self._finish([("(recovery)", str(exc) or type(exc).__name__)])
             raise
         self._begun = True
+
+    # --- interruption ----------------------------------------------------------------
+
+    def stop_launching(self) -> None:
+        """Launch no new provider call; calls in flight finish and record their outcome."""
+        self._stopping = True
+
+    def abandon(self) -> None:
+        """Stop waiting for calls in flight: their intents stay pending, and what they
+        answer later is not recorded (no outcome is invented either)."""
+        with self._gate:
+            self._stopping = self._abandoned = True
+            self._gate.notify_all()
+
+    @property
+    def interrupted(self) -> bool:
+        return self._stopping
+
+    def _check_launch(self) -> None:
+        if self._stopping:
+            raise RunInterrupted("not started: the run was interrupted")
+
+    def _result(self, fut: Future[Any]) -> Any:
+        """``fut.result()``, but an abandoned run stops waiting (raises ``Abandoned``)."""
+        while True:
+            if self._abandoned and not fut.done():
+                raise Abandoned()
+            try:
+                return fut.result(timeout=0.1)
+            except FutureTimeout:
+                continue
+
+    def _exception(self, fut: Future[Any]) -> BaseException | None:
+        try:
+            self._result(fut)
+        except Abandoned:
+            raise
+        except BaseException as exc:
+            return exc
+        return None
 
     def _recover(self) -> None:
         """Resolve operations whose intent a crashed run recorded without an outcome."""
@@ -297,10 +291,12 @@ class Run:
             return
         self.reporter.message(f"resolving {len(pending)} interrupted operation(s)")
         assert self._pool is not None
+        interrupted = False
         for res, fut in [(r, self._pool.submit(self._recover_one, r)) for r in pending]:
-            try:
-                fut.result()
-            except Exception as exc:
+            exc = self._exception(fut)
+            if isinstance(exc, RunInterrupted):
+                interrupted = True
+            elif isinstance(exc, Exception):
                 # one resource whose API does not answer now must not hold back the others:
                 # it (and what depends on it) fails this run and stays pending for the next
                 error = ProviderError(
@@ -311,6 +307,12 @@ class Run:
                 )
                 error.__cause__ = exc
                 self._unresolved[res.id] = error
+            elif exc is not None:
+                raise exc
+        if interrupted:
+            raise RunInterrupted(
+                "interrupted while resolving the operations an earlier run left pending"
+            )
         if self._unresolved:
             self.reporter.message(
                 f"{len(self._unresolved)} interrupted operation(s) could not be resolved yet; "
@@ -318,11 +320,29 @@ class Run:
             )
 
     def _recover_one(self, res: ResourceState) -> None:
+        self._check_launch()
+        pending = res.pending or {}
+        t0 = time.monotonic()
+        self.reporter.resource(res.id, res.type, "recover", "start", 0.0, None)
+        try:
+            self._recover_read(res)
+        except Exception as exc:
+            secs = time.monotonic() - t0
+            self._event(
+                "resource.recover.failed", res.id, res.type, op=pending["op"], error=str(exc)
+            )
+            self.reporter.resource(res.id, res.type, "recover", "failed", secs, str(exc))
+            raise
+        secs = time.monotonic() - t0
+        self.reporter.resource(res.id, res.type, "recover", "done", secs, None)
+        self._record(Change(res.id, res.type, "recover", seconds=secs))
+
+    def _recover_read(self, res: ResourceState) -> bool:
+        """Read the remote object of a pending operation and record what is there."""
         provider = get_provider(res.type)
         ctx = self._context(res.id, res.options)
         pending = res.pending or {}
         op = pending["op"]
-        t0 = time.monotonic()
         fields: dict[str, Any] = {"op": op}
         if op in ("create", "replace"):
             props = provider.load_props(pending["props"])
@@ -355,7 +375,7 @@ class Run:
                     raise ProviderError(why, resource=res.id, operation="recover")
             fields.update(found=out is not None, target=pending["target"], outputs=target_outputs)
         self._event("resource.recovered", res.id, res.type, **fields)
-        self._record(Change(res.id, res.type, "recover", seconds=time.monotonic() - t0))
+        return bool(fields["found"])
 
     # --- declare ---------------------------------------------------------------------
 
@@ -388,7 +408,7 @@ class Run:
     def wait(self, rid: str) -> Any:
         """The outputs of a declared resource (blocks; raises the resource's error)."""
         self.flush()
-        return self._futures[rid].result()
+        return self._result(self._futures[rid])
 
     def export(self, values: Mapping[str, Any]) -> None:
         self._exports = {k: encode(v) for k, v in values.items()}
@@ -402,11 +422,17 @@ class Run:
         pool = self._pool
 
         def launch() -> None:
+            if self._stopping:
+                fut.set_exception(RunInterrupted("not started: the run was interrupted"))
+                return
             failed = [d for d, f in zip(deps, waits, strict=False) if f.exception() is not None]
             if failed:
                 fut.set_exception(_DependencyFailed(f"skipped: {failed[0]!r} failed", resource=key))
                 return
-            pool.submit(self._complete, fut, work)
+            try:
+                pool.submit(self._complete, fut, work)
+            except RuntimeError:  # the pool was shut down: an abandoned run
+                fut.set_exception(RunInterrupted("not started: the run was interrupted"))
 
         def one_done(_: Future[Any]) -> None:
             with lock:
@@ -441,6 +467,7 @@ class Run:
             service_token=token,
             adopt=bool((options or {}).get("adopt")),
             credentials=self.credentials,
+            offline=self.plan_only,
             cache=self._cache,
             cache_lock=self._cache_lock,
         )
@@ -483,7 +510,7 @@ class Run:
         props = provider.prepare(provider.props_type(**values), ctx)
         pj = encode(props)
         if cur is not None and cur.exists:
-            check_endpoint(rid, cur.options, endpoint)
+            check_endpoint(rid, cur.options, endpoint, offline=self.plan_only)
         deps = d.deps
         if cur is None or not cur.exists:
             action = "adopt" if d.adopt else "create"
@@ -548,6 +575,7 @@ class Run:
         change_diff: dict[str, Any],
         work: Callable[[], Any],
     ) -> Any:
+        self._check_launch()
         t0 = time.monotonic()
         self.reporter.resource(rid, type_name, action, "start", 0.0, None)
         try:
@@ -643,7 +671,7 @@ class Run:
         call: Callable[[], Any],
         *,
         lookup: Callable[[], Any] | None = None,
-        **extra: Any,
+        **intent: Any,
     ) -> Any:
         """Run a provider call; on failure record the outcome event and re-raise.
 
@@ -651,38 +679,80 @@ class Run:
         happen (the server can act after the client gave up): ``lookup`` looks for the new
         object by name at once; found, it is the result. Not found (or the lookup failed
         too), the outcome is recorded as *ambiguous*: the intent stays pending and the next
-        run resolves it by reading again before doing anything else."""
+        run resolves it by reading again before doing anything else.
+
+        ``intent`` holds the fields of the intent event that its outcome repeats (a delete's
+        ``target``): the failure event is built from the same fields as the intent, so it is
+        valid whenever the intent was."""
         try:
             return call()
         except (TransportError, ServerError) as exc:
             # no answer, or a 5xx: the server may have acted (a create may even act later)
             if lookup is not None:
-                with contextlib.suppress(Exception):
-                    found = lookup()
-                    if found is not None:
-                        return found
-                self._event(
-                    f"resource.{op}.failed", rid, tname, error=str(exc), ambiguous=True, **extra
-                )
+                if not self._abandoned:
+                    with contextlib.suppress(Exception):
+                        found = lookup()
+                        if found is not None:
+                            return found
+                self._failed(op, rid, tname, exc, intent, ambiguous=True)
                 raise
-            self._event(f"resource.{op}.failed", rid, tname, error=str(exc), **extra)
+            self._failed(op, rid, tname, exc, intent)
             raise
         except Exception as exc:
-            self._event(f"resource.{op}.failed", rid, tname, error=str(exc), **extra)
+            self._failed(op, rid, tname, exc, intent)
             raise
+
+    def _failed(
+        self,
+        op: str,
+        rid: str,
+        tname: str,
+        exc: BaseException,
+        intent: Mapping[str, Any],
+        *,
+        ambiguous: bool = False,
+    ) -> None:
+        """Record a failed outcome; the call's own error is what the caller raises (an
+        outcome that cannot be recorded is reported with it, never instead of it)."""
+        fields = dict(intent, error=str(exc) or type(exc).__name__)
+        if ambiguous:
+            fields["ambiguous"] = True
+        try:
+            self._event(f"resource.{op}.failed", rid, tname, **fields)
+        except Abandoned:
+            raise
+        except Exception as record_exc:
+            exc.add_note(f"(its failure could not be recorded: {record_exc})")
 
     # --- events ----------------------------------------------------------------------
 
     def _event(self, name: str, rid: str, tname: str, **fields: Any) -> None:
         self._append(make_event(name, resource=rid, resource_type=tname, **fields))
 
-    def _append(self, payload: dict[str, Any], *, expected_version: int | None = None) -> None:
-        payload.setdefault("run", self.run_id)
-        payload["time"] = _now()
-        events = self.journal.append(self.stream, [payload], expected_version=expected_version)
-        with self._state_lock:
-            for ev in events:
-                apply(self.state, ev.seq, ev.version, ev.payload)
+    def _append(
+        self,
+        payload: dict[str, Any],
+        *,
+        expected_version: int | None = None,
+        final: bool = False,
+    ) -> None:
+        """Append one event. Once the run is abandoned only its ``final`` events (the run's
+        end) are appended: a call in flight that answers late records nothing."""
+        with self._gate:
+            if self._abandoned and not final:
+                raise Abandoned()
+            self._appending += 1
+        try:
+            payload.setdefault("run", self.run_id)
+            payload["time"] = _now()
+            events = self.journal.append(self.stream, [payload], expected_version=expected_version)
+            with self._state_lock:
+                for ev in events:
+                    apply(self.state, ev.seq, ev.version, ev.payload)
+        finally:
+            with self._gate:
+                self._appending -= 1
+                self._gate.notify_all()
 
     def _record(self, change: Change) -> None:
         with self._changes_lock:
@@ -693,25 +763,43 @@ class Run:
     def finalize(self) -> RunResult:
         """Wait for every declared resource; if all succeeded, delete orphans and retired
         objects; record exports; end the run."""
-        self.flush()
-        failures = self._wait_declared()
-        if not failures:
-            with self._state_lock:
-                orphans = [r for r in self.state.resources if r not in self._desired]
-            failures += self._delete(orphans, include_retired=True)
+        try:
+            self.flush()
+            failures = self._wait_declared()
+            if not failures and not self._stopping:
+                with self._state_lock:
+                    orphans = [r for r in self.state.resources if r not in self._desired]
+                failures += self._delete(orphans, include_retired=True)
+        except KeyboardInterrupt:
+            self.abandon()
+            self._finish([])
+            raise
         return self._finish(failures)
 
     def fail(self, exc: BaseException) -> RunResult:
-        """The program failed: let what is in flight finish, delete nothing, record it."""
-        failures = self._wait_declared(started_only=True)
-        failures.insert(0, ("(program)", f"{type(exc).__name__}: {exc}"))
+        """The program failed: let what is in flight finish, delete nothing, record it.
+        A KeyboardInterrupt abandons what is in flight instead of waiting for it."""
+        if isinstance(exc, KeyboardInterrupt):
+            self.abandon()
+        try:
+            failures = self._wait_declared(started_only=True)
+        except KeyboardInterrupt:
+            self.abandon()
+            failures = []
+        if not isinstance(exc, KeyboardInterrupt | RunInterrupted):
+            failures.insert(0, ("(program)", f"{type(exc).__name__}: {exc}"))
         return self._finish(failures)
 
     def destroy(self) -> RunResult:
         """Delete every resource of the stage, in reverse dependency order."""
         with self._state_lock:
             everything = list(self.state.resources)
-        failures = self._delete(everything, include_retired=True)
+        try:
+            failures = self._delete(everything, include_retired=True)
+        except KeyboardInterrupt:
+            self.abandon()
+            self._finish([], record_outputs=False)
+            raise
         return self._finish(failures, record_outputs=False)
 
     def _wait_declared(self, started_only: bool = False) -> list[tuple[str, str]]:
@@ -720,11 +808,13 @@ class Run:
                 self._futures[rid].cancel()
             self._queued = []
         failures: list[tuple[str, str]] = []
-        for rid, fut in self._futures.items():
+        for rid, fut in list(self._futures.items()):
             if fut.cancelled():
                 continue
-            exc = fut.exception()
-            if exc is not None:
+            exc = self._exception(fut)
+            if isinstance(exc, RunInterrupted):
+                self._not_started.append(rid)
+            elif exc is not None:
                 failures.append((rid, str(exc)))
         return failures
 
@@ -761,8 +851,10 @@ class Run:
             self._schedule(key, blockers, lambda key=key: self._delete_one(*tasks[key]))  # type: ignore[misc]
         failures = []
         for key in tasks:
-            exc = self._futures[key].exception()
-            if exc is not None:
+            exc = self._exception(self._futures[key])
+            if isinstance(exc, RunInterrupted):
+                self._not_started.append(tasks[key][0])
+            elif exc is not None:
                 failures.append((tasks[key][0], str(exc)))
         return failures
 
@@ -782,6 +874,7 @@ class Run:
             self._record(Change(rid, tname, action, diff(props_json, None)))
             return
         if protected:
+            self._check_launch()
             self._event(
                 "resource.forgotten",
                 rid,
@@ -824,51 +917,109 @@ class Run:
         self._call(rid, tname, "delete", {}, work)
 
     def _finish(self, failures: list[tuple[str, str]], record_outputs: bool = True) -> RunResult:
-        status = "failed" if failures else ("planned" if self.plan_only else "succeeded")
-        duration = time.monotonic() - self._started
-        try:
-            if not self.plan_only:
-                exports = self._exports
-                if record_outputs and not failures and exports not in (None, self.state.outputs):
-                    self._append(make_event("outputs.recorded", outputs=exports))
-                if self.command == "destroy" and not failures and self.state.outputs:
-                    self._append(make_event("outputs.recorded", outputs={}))
-                counts: dict[str, int] = {}
-                for c in self._changes:
-                    key = "failed" if c.error is not None else c.action
-                    counts[key] = counts.get(key, 0) + 1
-                self._append(
-                    make_event(
-                        "run.finished",
-                        status=status,
-                        counts=counts,
-                        duration_s=round(duration, 4),
-                        failures=[{"resource": r, "error": e} for r, e in failures],
-                    )
-                )
-                with contextlib.suppress(JournalError):
-                    snapshot_state(self.journal, self.state)
-        finally:
-            self._close()
-        outputs = self._exports if self._exports is not None else self.state.outputs
-        return RunResult(
-            run_id=self.run_id,
-            stream=self.stream,
-            command=self.command,
-            status=status,
-            duration_s=duration,
-            changes=sorted(self._changes, key=lambda c: c.resource),
-            failures=failures,
-            outputs=mask(outputs) if self.plan_only else outputs,
+        if self.result is not None:
+            return self.result
+        # a second signal while the run records its end is raised after it (with the result)
+        with self._interruption.critical():
+            if self._stopping:
+                status = "interrupted"
+            else:
+                status = "failed" if failures else ("planned" if self.plan_only else "succeeded")
+            duration = time.monotonic() - self._started
+            not_started = self._never_started() if self._stopping else []
+            try:
+                if not self.plan_only and self._started_recorded:
+                    self._record_end(status, failures, not_started, duration, record_outputs)
+            finally:
+                self._close()
+            with self._state_lock:
+                pending = sorted(r.id for r in self.state.pending())
+            outputs = self._exports if self._exports is not None else self.state.outputs
+            self.result = RunResult(
+                run_id=self.run_id,
+                stream=self.stream,
+                command=self.command,
+                status=status,
+                duration_s=duration,
+                changes=sorted(self._changes, key=lambda c: c.resource),
+                failures=failures,
+                outputs=mask(outputs) if self.plan_only else outputs,
+                not_started=not_started,
+                pending=pending,
+            )
+        return self.result
+
+    def _never_started(self) -> list[str]:
+        """Resources (or objects to delete) whose call never started: interrupted before
+        launch, or still waiting for a dependency when the run was abandoned."""
+        with self._state_lock:
+            pending = {r.id for r in self.state.pending()}
+        out = set(self._not_started)
+        for key, fut in list(self._futures.items()):
+            rid = key.split("#", 1)[0]
+            if fut.cancelled() or rid in pending:
+                continue
+            if not fut.done() or isinstance(fut.exception(), RunInterrupted):
+                out.add(rid)
+        return sorted(out)
+
+    def _record_end(
+        self,
+        status: str,
+        failures: list[tuple[str, str]],
+        not_started: list[str],
+        duration: float,
+        record_outputs: bool,
+    ) -> None:
+        if self._abandoned:
+            # appends already under way finish first (bounded): run.finished comes last
+            with self._gate:
+                self._gate.wait_for(lambda: self._appending == 0, timeout=_APPEND_DRAIN_S)
+        done = status in ("succeeded", "failed")
+        exports = self._exports
+        if done and record_outputs and not failures and exports not in (None, self.state.outputs):
+            self._append(make_event("outputs.recorded", outputs=exports), final=True)
+        if done and self.command == "destroy" and not failures and self.state.outputs:
+            self._append(make_event("outputs.recorded", outputs={}), final=True)
+        counts: dict[str, int] = {}
+        with self._changes_lock:
+            changes = list(self._changes)
+        for c in changes:
+            key = "failed" if c.error is not None else c.action
+            counts[key] = counts.get(key, 0) + 1
+        extra: dict[str, Any] = {}
+        if status == "interrupted":
+            with self._state_lock:
+                pending = sorted(r.id for r in self.state.pending())
+            extra = {"not_started": not_started, "pending": pending, "abandoned": self._abandoned}
+        self._append(
+            make_event(
+                "run.finished",
+                status=status,
+                counts=counts,
+                duration_s=round(duration, 4),
+                failures=[{"resource": r, "error": e} for r, e in failures],
+                **extra,
+            ),
+            final=True,
         )
+        with contextlib.suppress(JournalError):
+            snapshot_state(self.journal, self.state)
+
+    def _shutdown_pool(self) -> None:
+        if self._pool is not None:
+            # an abandoned run leaves its calls in flight behind (they record nothing)
+            self._pool.shutdown(wait=not self._abandoned, cancel_futures=True)
 
     def _close(self) -> None:
         if self._done:
             return
         self._done = True
+        if not self._abandoned:
+            self._shutdown_pool()  # calls in flight end before their clients are closed
         for key, obj in list(self._cache.items()):
             closer = getattr(obj, "close", None)
-            if callable(closer):
+            if callable(closer) and not self._abandoned:
                 with contextlib.suppress(Exception):
                     closer()
             self._cache.pop(key, None)

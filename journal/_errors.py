@@ -33,6 +33,7 @@ boundary with ``raise Ours(...) from exc``.
     │       ├── ServerError          5xx
     │       └── RequestError         other 4xx (400, 409, 422 ...)
     ├── RunError                   a run finished with failed resources (lists them)
+    ├── RunInterrupted             SIGINT/SIGTERM: a resource was not started (exit 130)
     └── LocalServerError           the local Prisma-compatible API or its PostgreSQL failed
 """
 
@@ -61,6 +62,7 @@ __all__ = [
     "RateLimitedError",
     "RequestError",
     "RunError",
+    "RunInterrupted",
     "ServerError",
     "StorageError",
     "StoreError",
@@ -302,6 +304,13 @@ class RunError(JournalError):
             if lines
             else "the run failed"
         )
+
+
+class RunInterrupted(JournalError):
+    """The run was interrupted (Ctrl-C, SIGTERM) before this resource's provider call was
+    started: nothing was sent for it and nothing is pending."""
+
+    exit_code = 130
 
 
 # --- local API -----------------------------------------------------------------------------

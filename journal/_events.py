@@ -91,6 +91,8 @@ _register(
     "imported, remote object unchanged",
     (*_RES, "props", "outputs", "deps", "source"),
 )
+# reading the remote object failed: the operation stays pending for the next run
+_register("resource.recover.failed", "pending operation not resolved", (*_RES, "op", "error"))
 # the program's exports
 _register("outputs.recorded", "program outputs recorded", ("outputs",))
 # provider credentials stored by `journal configure`

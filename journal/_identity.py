@@ -32,9 +32,15 @@ _LEGACY_LOCAL: Final = "local"
 _LOCAL_PREFIX: Final = "local:"
 
 
-def _same_endpoint(recorded: str, current: str) -> bool:
-    """``local`` (recorded before local APIs had identities) matches any ``local:<id>``."""
-    return recorded == current or (recorded == _LEGACY_LOCAL and current.startswith(_LOCAL_PREFIX))
+def _same_endpoint(recorded: str, current: str, *, offline: bool = False) -> bool:
+    """``local`` (recorded before local APIs had identities) matches any ``local:<id>``; so
+    does ``local`` named by a plan (``offline``: it asks the local API nothing, not even its
+    identity). A run that calls the API is held to the identity it answers."""
+    if recorded == current:
+        return True
+    if recorded == _LEGACY_LOCAL:
+        return current.startswith(_LOCAL_PREFIX)
+    return offline and current == _LEGACY_LOCAL and recorded.startswith(_LOCAL_PREFIX)
 
 
 def _where(endpoint: str) -> str:
@@ -66,11 +72,17 @@ def identity(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: options[k] for k in ("endpoint", "credential") if options.get(k) is not None}
 
 
-def check_endpoint(rid: str, options: Mapping[str, Any], endpoint: str | None) -> None:
+def check_endpoint(
+    rid: str, options: Mapping[str, Any], endpoint: str | None, *, offline: bool = False
+) -> None:
     """Refuse to manage an object through another API than the one that created it (a
     stage deployed against the local API, then against the real one or another local API)."""
     recorded = options.get("endpoint")
-    if recorded is not None and endpoint is not None and not _same_endpoint(recorded, endpoint):
+    if (
+        recorded is not None
+        and endpoint is not None
+        and not _same_endpoint(recorded, endpoint, offline=offline)
+    ):
         if recorded.startswith(_LOCAL_PREFIX) and endpoint.startswith(_LOCAL_PREFIX):
             back = (
                 "run with the local API that holds it (the same PostgreSQL data folder or "

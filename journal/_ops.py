@@ -56,9 +56,11 @@ def destroy_stage(
     lock_timeout: float = 0.0,
     plan_only: bool = False,
     credentials: Mapping[str, Secret] | None = None,
+    results: list[RunResult] | None = None,
 ) -> RunResult:
     """Delete every resource of the stage in reverse dependency order (protected ones are
-    forgotten). A failed delete leaves that resource, and what depends on it, in the journal."""
+    forgotten). A failed delete leaves that resource, and what depends on it, in the journal.
+    ``results`` gets the run's result, also when an interruption raises KeyboardInterrupt."""
     run = Run(
         journal,
         app,
@@ -69,8 +71,12 @@ def destroy_stage(
         lock_timeout=lock_timeout,
         credentials=credentials,
     )
-    run.begin()
-    return run.destroy()
+    try:
+        run.begin()
+        return run.destroy()
+    finally:
+        if results is not None and run.result is not None:
+            results.append(run.result)
 
 
 def _desired_from_state(res: ResourceState) -> Desired:
@@ -116,6 +122,7 @@ def rollback_stage(
     lock_timeout: float = 0.0,
     plan_only: bool = False,
     credentials: Mapping[str, Secret] | None = None,
+    results: list[RunResult] | None = None,
 ) -> RunResult:
     """Bring the stage back to its state after global sequence ``seq``.
 
@@ -136,13 +143,19 @@ def rollback_stage(
         extra={"target_seq": seq},
         credentials=credentials,
     )
-    run.begin()
     try:
-        for res in _in_dependency_order({k: r for k, r in target.resources.items() if r.exists}):
-            run.declare(_desired_from_state(res))
-        if target.outputs:
-            run.export(decode(target.outputs))
-    except BaseException as exc:
-        run.fail(exc)
-        raise
-    return run.finalize()
+        run.begin()
+        try:
+            for res in _in_dependency_order(
+                {k: r for k, r in target.resources.items() if r.exists}
+            ):
+                run.declare(_desired_from_state(res))
+            if target.outputs:
+                run.export(decode(target.outputs))
+        except BaseException as exc:
+            run.fail(exc)
+            raise
+        return run.finalize()
+    finally:
+        if results is not None and run.result is not None:
+            results.append(run.result)

@@ -54,6 +54,8 @@ class Context:
     adopt: bool = False
     #: provider credentials stored with `journal configure` (profile), by variable name
     credentials: Mapping[str, Secret] = field(default_factory=dict)
+    #: a plan: the run makes no call, so ``endpoint()`` answers without any I/O
+    offline: bool = False
     #: shared per-run objects (HTTP clients ...) keyed by the provider
     cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     cache_lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)

@@ -219,18 +219,27 @@ def _timed(call: Any) -> float:
 
 
 @pytest.fixture
-def guide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+def guide(monkeypatch: pytest.MonkeyPatch) -> Any:
     pytest.importorskip("pgserver")
+    import shutil
+    import tempfile
+
     from journal.resources.prisma_postgres.local import EmbeddedPostgres
 
-    folder = tmp_path / "guide"
+    # outside pytest's temporary root: other pytest sessions reset it to mode 0700, which
+    # locks out the embedded PostgreSQL's system user when the tests run as root
+    root = Path(tempfile.mkdtemp(prefix="journal-guide-"))
+    folder = root / "guide"
     monkeypatch.setenv("JOURNAL_STAGE", "dev")
     run("init", str(folder), "--name", "guide")
     monkeypatch.chdir(folder)
-    yield folder
-    embedded = EmbeddedPostgres(folder / ".journal" / "postgres")
-    if embedded.is_running():
-        embedded.stop()
+    try:
+        yield folder
+    finally:
+        embedded = EmbeddedPostgres(folder / ".journal" / "postgres")
+        if embedded.is_running():
+            embedded.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.slow

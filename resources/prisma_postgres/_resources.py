@@ -86,6 +86,8 @@ def _endpoint(ctx: Context) -> str:
     host = urlsplit(url).hostname or ""
     if host not in ("127.0.0.1", "localhost", "::1"):
         return url.removesuffix("/v1")
+    if ctx.offline:  # a plan asks nothing, not even the local API's identity
+        return "local"
     client = _client(ctx)  # not inside the factory: ctx.shared holds its lock while it runs
     instance = ctx.shared("prisma:instance:" + url, client.local_instance)
     return f"local:{instance}" if instance else "local"
@@ -348,6 +350,10 @@ class DatabaseProvider(_Prisma, Provider[DatabaseProps, DatabaseOutputs]):
     default_delete = False
     #: how long a create waits for the database to become ready
     ready_timeout_s: float = 300.0
+    #: how long a lookup (recovery of an interrupted create, adopt) waits for a database it
+    #: found provisioning; then the lookup fails and the operation stays pending, so that a
+    #: database is never recorded before it is ready (a create cut short may still fail)
+    find_wait_s: float = 20.0
 
     def validate(self, props: DatabaseProps, *, resource: str) -> None:
         _check_ref(props.project, resource, "project", "Project")
@@ -402,9 +408,19 @@ class DatabaseProvider(_Prisma, Provider[DatabaseProps, DatabaseOutputs]):
         except NotFoundError:
             return None
         for found in candidates:
+            if found.status == "failure":
+                continue  # a create that failed: not an object anyone has
             if found.name == name and found.id not in exclude:
                 if not found.is_ready:
-                    found = client.wait_database_ready(found.id, timeout_s=self.ready_timeout_s)
+                    try:
+                        found = client.wait_database_ready(found.id, timeout_s=self.find_wait_s)
+                    except ProviderError as exc:
+                        raise ProviderError(
+                            f"found database {found.id} ({name!r}) but it is not ready: {exc}; "
+                            "nothing is recorded yet: run again in a moment",
+                            resource=ctx.resource,
+                            operation="find",
+                        ) from exc
                 return _database_outputs(found)
         return None
 

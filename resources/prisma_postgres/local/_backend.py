@@ -14,6 +14,7 @@ JSON.
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -392,7 +393,24 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def delete(self, *records: Record) -> None:
-        """Delete all records (by id, in the order given), atomically."""
+        """Delete all records (by id, in the order given), atomically; and their work."""
+
+    # -- work in progress: records whose PostgreSQL objects are being created
+
+    def begin_work(self, *records: Record) -> None:
+        """Insert records whose PostgreSQL objects this server is about to create, marked as
+        its work in progress, atomically. Work left by a server that is gone (stopped part
+        way, killed) is found by ``abandoned_work`` and repaired when a server starts."""
+        self.insert(*records)
+
+    def end_work(self, done: Sequence[Record], *changes: Record) -> None:
+        """The work on ``done`` is complete: apply ``changes`` and unmark it, atomically."""
+        if changes:
+            self.update(*changes)
+
+    def abandoned_work(self) -> list[tuple[str, str]]:
+        """(kind, id) of work in progress whose server is gone."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
@@ -488,6 +506,11 @@ class Backend:
         self.admin = admin
         self.prefix = prefix
         self.provisioning_delay_s = provisioning_delay_s
+        #: set when the server stops: work cut short by it is expected (repaired on start)
+        self.stopping = False
+
+    def _failed(self, message: str, *args: object) -> None:
+        (_log.debug if self.stopping else _log.error)(message, *args)
 
     # -- lookups
 
@@ -600,13 +623,16 @@ class Backend:
             created_at=now,
         )
         password = generate_password()
-        self.store.insert(db, con)  # the intent first: a crash leaves a visible record
+        # the intent first, marked as this server's work: if the work is cut short (the
+        # server stops or dies), the next server to start removes what was half made
+        self.store.begin_work(db, con)
         try:
             if self.admin is not None:
                 self.admin.create_database(db.pg_name, db.owner_role)
                 self.admin.create_login(con.role_name, password, db.pg_name, db.owner_role)
-        except psycopg.Error as exc:
-            _log.error("creating database %s failed: %s", db.id, exc.sqlstate or type(exc))
+        except Exception as exc:  # PostgreSQL, or no connection to it: nothing half made stays
+            code = exc.sqlstate if isinstance(exc, psycopg.Error) else None
+            self._failed("creating database %s failed: %s", db.id, code or exc)
             self._forget_failed(db, con)
             raise Problem(
                 500, "INTERNAL_SERVER_ERROR", "The database could not be created."
@@ -618,7 +644,7 @@ class Backend:
             for other in self.store.page(Database, after=None, limit=None, project_id=project.id):
                 if other.is_default and other.id != db.id:
                     changes.append(replace(other, is_default=False))
-        self.store.update(*changes)
+        self.store.end_work([db, con], *changes)
         return CreatedDatabase(db, Issued(con, password))
 
     def _forget_failed(self, db: Database, con: Connection) -> None:
@@ -626,9 +652,10 @@ class Backend:
             if self.admin is not None:
                 self.admin.drop_database(db.pg_name, db.owner_role, [con.role_name])
             self.store.delete(con, db)
-        except (psycopg.Error, OSError) as exc:  # keep the first error; leave a failed record
-            _log.error("cleaning up database %s failed: %s", db.id, exc)
-            self.store.update(replace(db, state="failed"))
+        except Exception as exc:  # keep the first error; the next start repairs it
+            self._failed("cleaning up database %s failed: %s", db.id, exc)
+            with contextlib.suppress(Exception):
+                self.store.update(replace(db, state="failed"))
 
     def rename_database(self, ws: Workspace, database_id: str, name: str | None) -> Database:
         db = self.owned(Database, database_id, ws, foreign=403)
@@ -675,17 +702,48 @@ class Backend:
             created_at=utcnow(),
         )
         password = generate_password()
-        self.store.insert(con)
+        self.store.begin_work(con)
         try:
             if self.admin is not None:
                 self.admin.create_login(con.role_name, password, db.pg_name, db.owner_role)
-        except psycopg.Error as exc:
-            _log.error("creating connection %s failed: %s", con.id, exc.sqlstate or type(exc))
-            self.store.delete(con)
+        except Exception as exc:  # PostgreSQL, or no connection to it: nothing half made stays
+            code = exc.sqlstate if isinstance(exc, psycopg.Error) else None
+            self._failed("creating connection %s failed: %s", con.id, code or exc)
+            with contextlib.suppress(Exception):  # else the next start repairs it
+                self.store.delete(con)
             raise Problem(
                 500, "INTERNAL_SERVER_ERROR", "The connection could not be created."
             ) from exc
+        self.store.end_work([con])
         return Issued(con, password)
+
+    # -- repair
+
+    def repair(self) -> int:
+        """Remove what servers that are gone left half made: a database or connection whose
+        creation was cut short (its records and whatever PostgreSQL objects exist). Its
+        create was never answered, so to a client it never existed. Returns how many."""
+        repaired = 0
+        for kind, object_id in self.store.abandoned_work():
+            if kind == "databases":
+                db = self.store.get(Database, object_id)
+                if db is not None:
+                    cons = self.store.page(Connection, after=None, limit=None, database_id=db.id)
+                    if self.admin is not None:
+                        logins = [c.role_name for c in cons]
+                        self.admin.drop_database(db.pg_name, db.owner_role, logins)
+                    self.store.delete(*cons, db)
+                    repaired += 1
+            elif kind == "connections":
+                con = self.store.get(Connection, object_id)
+                if con is not None:
+                    if self.admin is not None:
+                        self.admin.drop_role(con.role_name)
+                    self.store.delete(con)
+                    repaired += 1
+        if repaired:
+            _log.info("removed %d object(s) left half-created by a stopped server", repaired)
+        return repaired
 
     def rotate_connection(self, ws: Workspace, connection_id: str) -> Issued:
         con = self.owned(Connection, connection_id, ws)

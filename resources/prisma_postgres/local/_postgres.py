@@ -17,7 +17,11 @@ LOGIN role that is a member of the owner role (so it may connect and owns nothin
 sessions start as the owner role). Passwords never reach PostgreSQL in plaintext: the role gets
 a SCRAM-SHA-256 verifier computed here.
 
-:class:`PgStore` keeps the API's records in the ``<prefix>_meta`` database.
+:class:`PgStore` keeps the API's records in the ``<prefix>_meta`` database. Records whose
+PostgreSQL objects are being created are marked as work in progress of the server doing it
+(table ``journal_local_work``); each server holds a session advisory lock on its instance id
+while it runs, so the work of a server that is gone (stopped part way, killed) is told apart
+from work still under way, and is repaired by the next server that starts.
 
 Every object's name starts with ``<prefix>_`` (``<prefix>_meta``, ``<prefix>_d_…``,
 ``<prefix>_o_…``, ``<prefix>_c_…``), so instances with different prefixes never collide.
@@ -573,6 +577,11 @@ class PgAdmin:
         with self.pool.connection() as conn:
             self._drop_role(conn, role)
 
+    def drop_role(self, role: str) -> None:
+        """End the role's sessions and drop it, if it exists."""
+        with self.pool.connection() as conn:
+            self._drop_role(conn, role)
+
     @staticmethod
     def _drop_role(conn: Conn, role: str) -> None:
         conn.execute(
@@ -658,7 +667,15 @@ CREATE TABLE IF NOT EXISTS connections (
 );
 CREATE INDEX IF NOT EXISTS connections_workspace ON connections (workspace_id, id);
 CREATE INDEX IF NOT EXISTS connections_database ON connections (database_id, id);
+CREATE TABLE IF NOT EXISTS journal_local_work (
+    object_id text COLLATE "C" PRIMARY KEY,
+    kind text NOT NULL,
+    instance text NOT NULL,
+    started_at timestamptz NOT NULL
+);
 """
+#: advisory lock class of a running server's instance id (the second key is its hash)
+_INSTANCE_LOCK = "journal-local-instance"
 _SCHEMA_VERSION = 1
 #: one row: this metadata database's identity (``instance_id``), made once, never changed
 _INSTANCE = """
@@ -674,11 +691,21 @@ class PgStore(Store):
 
     def __init__(self, conninfo: str, *, pool_size: int = 4) -> None:
         self.pool = ConnectionPool(conninfo, max_size=pool_size)
+        #: this metadata database's identity (recorded with each object), read in _migrate
         self.instance_id = ""
+        #: this server process's own id: the work it has in progress is marked with it
+        self.instance = new_id("inst_")
+        self._holder: Conn | None = None
         try:
             self._migrate()
+            # held while this server runs: its work in progress is not anybody's to repair
+            self._holder = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+            self._holder.execute(
+                "SELECT pg_advisory_lock(hashtext(%s), hashtext(%s))",
+                (_INSTANCE_LOCK, self.instance),
+            )
         except BaseException:
-            self.pool.close()
+            self.close()
             raise
 
     def _migrate(self) -> None:
@@ -763,30 +790,36 @@ class PgStore(Store):
 
     def insert(self, *records: Record) -> None:
         with self.pool.connection() as conn, conn.transaction():
-            for record in records:
-                columns = self._columns(type(record))
-                conn.execute(
-                    sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-                        sql.Identifier(_TABLES[type(record)]),
-                        sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-                        sql.SQL(", ").join(sql.Placeholder() for _ in columns),
-                    ),
-                    [getattr(record, c) for c in columns],
-                )
+            self._insert(conn, records)
+
+    def _insert(self, conn: Conn, records: Sequence[Record]) -> None:
+        for record in records:
+            columns = self._columns(type(record))
+            conn.execute(
+                sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                    sql.Identifier(_TABLES[type(record)]),
+                    sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                    sql.SQL(", ").join(sql.Placeholder() for _ in columns),
+                ),
+                [getattr(record, c) for c in columns],
+            )
 
     def update(self, *records: Record) -> None:
         with self.pool.connection() as conn, conn.transaction():
-            for record in records:
-                columns = [c for c in self._columns(type(record)) if c != "id"]
-                conn.execute(
-                    sql.SQL("UPDATE {} SET {} WHERE id = %s").format(
-                        sql.Identifier(_TABLES[type(record)]),
-                        sql.SQL(", ").join(
-                            sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns
-                        ),
+            self._update(conn, records)
+
+    def _update(self, conn: Conn, records: Sequence[Record]) -> None:
+        for record in records:
+            columns = [c for c in self._columns(type(record)) if c != "id"]
+            conn.execute(
+                sql.SQL("UPDATE {} SET {} WHERE id = %s").format(
+                    sql.Identifier(_TABLES[type(record)]),
+                    sql.SQL(", ").join(
+                        sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns
                     ),
-                    [*(getattr(record, c) for c in columns), record.id],
-                )
+                ),
+                [*(getattr(record, c) for c in columns), record.id],
+            )
 
     def delete(self, *records: Record) -> None:
         with self.pool.connection() as conn, conn.transaction():
@@ -797,6 +830,59 @@ class PgStore(Store):
                     ),
                     (record.id,),
                 )
+            conn.execute(
+                "DELETE FROM journal_local_work WHERE object_id = ANY(%s)",
+                ([r.id for r in records],),
+            )
+
+    def begin_work(self, *records: Record) -> None:
+        now = utcnow()
+        with self.pool.connection() as conn, conn.transaction():
+            self._insert(conn, records)
+            for record in records:
+                conn.execute(
+                    "INSERT INTO journal_local_work (object_id, kind, instance, started_at)"
+                    " VALUES (%s, %s, %s, %s)",
+                    (record.id, _TABLES[type(record)], self.instance, now),
+                )
+
+    def end_work(self, done: Sequence[Record], *changes: Record) -> None:
+        with self.pool.connection() as conn, conn.transaction():
+            self._update(conn, changes)
+            conn.execute(
+                "DELETE FROM journal_local_work WHERE object_id = ANY(%s)",
+                ([r.id for r in done],),
+            )
+
+    def abandoned_work(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT instance, kind, object_id FROM journal_local_work ORDER BY object_id"
+            ).fetchall()
+            alive: dict[str, bool] = {self.instance: True}
+            for instance, kind, object_id in rows:
+                if instance not in alive:
+                    # free (we get it) only if that server's session is gone
+                    key = (_INSTANCE_LOCK, instance)
+                    got = conn.execute(
+                        "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))", key
+                    ).fetchone()
+                    alive[instance] = not (got and got[0])
+                    if not alive[instance]:
+                        conn.execute("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", key)
+                if not alive[instance]:
+                    out.append((kind, object_id))
+            # left 'creating' by a version of the local API that did not mark its work
+            legacy = conn.execute(
+                "SELECT id FROM databases d WHERE state = 'creating' AND NOT EXISTS"
+                " (SELECT 1 FROM journal_local_work w WHERE w.object_id = d.id) ORDER BY id"
+            ).fetchall()
+            out += [("databases", row[0]) for row in legacy]
+        return out
 
     def close(self) -> None:
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            holder.close()
         self.pool.close()

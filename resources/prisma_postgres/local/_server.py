@@ -466,7 +466,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             status = self._send(code, payload, headers)
         except Exception:
-            _log.exception("unexpected error in %s %s", method, path)
+            if api.running:
+                _log.exception("unexpected error in %s %s", method, path)
+            else:  # stopping: work cut short is repaired by the next start
+                _log.debug("%s %s cut short by the server stopping", method, path, exc_info=True)
             status = self._send_problem(
                 Problem(500, "INTERNAL_SERVER_ERROR", "Unexpected server error.")
             )
@@ -627,6 +630,8 @@ class LocalPrismaApi:
                 prefix=self.prefix,
                 provisioning_delay_s=self.provisioning_delay_s,
             )
+            # what a server that is gone left half made never stays in a transitional state
+            self._backend.repair()
             self._httpd = _HttpServer((self.host, self._requested_port), self)
         except (psycopg.Error, OSError) as exc:
             self._close_backends()
@@ -649,6 +654,8 @@ class LocalPrismaApi:
         """Stop serving (in-flight requests get ``drain_s`` to finish). The embedded PostgreSQL
         keeps running for the next start unless ``stop_postgres``."""
         httpd, self._httpd = self._httpd, None
+        if self._backend is not None:
+            self._backend.stopping = True
         if httpd is not None:
             httpd.shutdown()
             httpd.server_close()

@@ -1,0 +1,104 @@
+"""What the engine takes and gives: desired resources, the changes a run made, its result,
+and the progress reporter it calls. Plain records, no behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ._secret import Secret
+
+__all__ = ["Change", "Desired", "Ref", "Reporter", "RunResult", "Silent"]
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A prop that stands for another resource (its ``ref_field`` output, e.g. its id)."""
+
+    resource: str
+
+
+@dataclass
+class Desired:
+    """A resource as the program (or a rollback target) wants it."""
+
+    id: str
+    type: str
+    props: dict[str, Any]
+    delete: bool
+    adopt: bool = False
+    service_token: Secret | None = None
+
+    @property
+    def deps(self) -> list[str]:
+        return sorted({v.resource for v in self.props.values() if isinstance(v, Ref)})
+
+
+@dataclass(frozen=True)
+class Change:
+    resource: str
+    type: str
+    action: str  # create | adopt | update | replace | delete | forget | noop | recover
+    diff: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    stream: str
+    command: str
+    status: str  # succeeded | failed | planned | interrupted
+    duration_s: float
+    changes: list[Change]
+    failures: list[tuple[str, str]]
+    outputs: dict[str, Any]
+    #: interrupted runs: resources whose call was never started (nothing sent, nothing pending)
+    not_started: list[str] = field(default_factory=list)
+    #: resources whose intent is recorded without an outcome (the next run resolves them)
+    pending: list[str] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.changes:
+            key = "failed" if c.error is not None else c.action
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return self.status not in ("failed", "interrupted")
+
+
+class Reporter(Protocol):
+    """Progress sink (the CLI prints; tests collect)."""
+
+    def resource(
+        self,
+        resource: str,
+        type_name: str,
+        action: str,
+        phase: str,
+        seconds: float,
+        error: str | None,
+    ) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+
+class Silent:
+    def resource(
+        self,
+        resource: str,
+        type_name: str,
+        action: str,
+        phase: str,
+        seconds: float,
+        error: str | None,
+    ) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
