@@ -51,6 +51,7 @@ from ._codec import encode
 from ._engine import actor
 from ._errors import JournalError, UsageError, ValidationError
 from ._events import make_event
+from ._identity import credential_record
 from ._projection import apply, load_state, snapshot_state, stream_name
 from ._provider import Context, Provider, get_provider
 from ._secret import Secret
@@ -225,7 +226,9 @@ def _endpoint(provider: Provider[Any, Any], ctx: Context) -> str | None:
 
 
 def _options(provider: Provider[Any, Any], ctx: Context, token: Secret | None) -> dict[str, Any]:
-    # the engine's options for a declared resource (Run._reconcile), key for key
+    # the engine's options for a declared resource (Run._reconcile), key for key: the API and
+    # the fingerprint of the credential it is reached with, so that a 404 on a later delete
+    # proves the object gone only for the credentials it was imported with
     options: dict[str, Any] = {
         "adopt": False,
         "service_token": encode(token) if token is not None else None,
@@ -233,17 +236,28 @@ def _options(provider: Provider[Any, Any], ctx: Context, token: Secret | None) -
     endpoint = _endpoint(provider, ctx)
     if endpoint is not None:
         options["endpoint"] = endpoint
+    credential = credential_record(provider.credential(ctx), None)
+    if credential is not None:
+        options["credential"] = credential
     return options
 
 
-def _plan_resource(rec: AlchemyRecord, mapper: Mapper, link: Linker) -> Planned:
+def _plan_resource(
+    rec: AlchemyRecord, mapper: Mapper, link: Linker, cache: dict[str, Any]
+) -> Planned:
     settled = rec.status in SETTLED
     source_rec = rec
     if rec.status == "updating" and rec.old_props is not None:
         source_rec = dataclasses.replace(rec, props=rec.old_props)
     mapped = mapper(source_rec, link)
     provider = get_provider(mapped.type_name)
-    ctx = Context(app=rec.app, stage=rec.stage, resource=rec.id, service_token=mapped.service_token)
+    ctx = Context(
+        app=rec.app,
+        stage=rec.stage,
+        resource=rec.id,
+        service_token=mapped.service_token,
+        cache=cache,
+    )
     try:
         provider.validate(mapped.props, resource=rec.id)
     except ValidationError as exc:
@@ -285,7 +299,11 @@ class _Unmappable(Exception):
 
 
 def _stage_plan(
-    app: str, stage: str, recs: list[AlchemyRecord], include_pending: bool
+    app: str,
+    stage: str,
+    recs: list[AlchemyRecord],
+    include_pending: bool,
+    cache: dict[str, Any],
 ) -> StagePlan:
     plan = StagePlan(app, stage)
     candidates: dict[str, tuple[AlchemyRecord, Mapper]] = {}
@@ -321,7 +339,7 @@ def _stage_plan(
     link = Linker([r for r, _ in candidates.values()], set(candidates))
     for rid, (rec, mapper) in candidates.items():
         try:
-            plan.resources.append(_plan_resource(rec, mapper, link))
+            plan.resources.append(_plan_resource(rec, mapper, link, cache))
         except _Unmappable as exc:
             plan.unsupported.append(LeftOut(rid, rec.kind, rec.status, rec.source, str(exc)))
     # a dependency that could not be imported: keep the id, drop the link
@@ -380,12 +398,22 @@ def plan_import(
     by_stage: dict[tuple[str, str], list[AlchemyRecord]] = {}
     for rec in records:
         by_stage.setdefault((rec.app, rec.stage), []).append(rec)
-    return ImportPlan(
-        store=store,
-        stages=[
-            _stage_plan(a, s, recs, include_pending) for (a, s), recs in sorted(by_stage.items())
-        ],
-    )
+    # providers' per-run objects (HTTP clients asked for the endpoint), closed at the end
+    cache: dict[str, Any] = {}
+    try:
+        return ImportPlan(
+            store=store,
+            stages=[
+                _stage_plan(a, s, recs, include_pending, cache)
+                for (a, s), recs in sorted(by_stage.items())
+            ],
+        )
+    finally:
+        for obj in cache.values():
+            closer = getattr(obj, "close", None)
+            if callable(closer):
+                with contextlib.suppress(Exception):
+                    closer()
 
 
 # --- writing ---------------------------------------------------------------------------------

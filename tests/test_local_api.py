@@ -439,3 +439,24 @@ def test_unreachable_postgres_is_a_clear_error() -> None:
     with pytest.raises(LocalServerError, match="cannot connect to PostgreSQL"):
         api.start()
     assert not api.running
+
+
+def test_a_busy_pool_answers_503_with_retry_after_and_leaves_nothing(make_api: MakeApi) -> None:
+    """Every PostgreSQL connection busy for the pool's whole wait: the request did nothing,
+    so the API says 503 + Retry-After (clients send it again), not 500."""
+    from journal.resources.prisma_postgres.local._postgres import ConnectionPool
+
+    api = make_api()
+    admin = api._admin
+    assert admin is not None
+    admin.pool.close()
+    admin.pool = ConnectionPool(admin._conninfo, max_size=1, timeout_s=0.2)
+    with admin.pool.connection(), client(api) as http:  # hold the only connection
+        busy = http.post("/v1/projects", json={"name": "busy"})
+    assert busy.status_code == 503, busy.text
+    assert busy.headers["Retry-After"] == "1"
+    assert busy.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+    with client(api) as http:
+        assert http.post("/v1/projects", json={"name": "busy"}).status_code == 201
+        names = [p["name"] for p in http.get("/v1/projects").json()["data"]]
+    assert names.count("busy") == 1

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import psycopg
 
-from journal._errors import UsageError
+from journal._errors import LocalServerError, UsageError
 
 if TYPE_CHECKING:
     from ._postgres import PgAdmin
@@ -491,6 +491,11 @@ def _not_found(kind: type[Any], object_id: str) -> Problem:
     return Problem(404, "NOT_FOUND", f"{_NOUNS[kind]} {object_id} was not found.")
 
 
+class PoolBusy(LocalServerError):
+    """Every connection of a pool stayed in use for its whole wait: the server is busy (the
+    request did nothing yet; the API answers 503 with Retry-After, which clients retry)."""
+
+
 class Backend:
     """The API's rules over a store and (unless metadata-only) a PostgreSQL admin."""
 
@@ -633,7 +638,11 @@ class Backend:
         except Exception as exc:  # PostgreSQL, or no connection to it: nothing half made stays
             code = exc.sqlstate if isinstance(exc, psycopg.Error) else None
             self._failed("creating database %s failed: %s", db.id, code or exc)
-            self._forget_failed(db, con)
+            if self._forget_failed(db, con) and isinstance(exc, PoolBusy):
+                # nothing is left of it: the same request may simply be sent again
+                raise Problem(
+                    503, "SERVICE_UNAVAILABLE", "The local API is busy; retry shortly."
+                ) from exc
             raise Problem(
                 500, "INTERNAL_SERVER_ERROR", "The database could not be created."
             ) from exc
@@ -647,15 +656,20 @@ class Backend:
         self.store.end_work([db, con], *changes)
         return CreatedDatabase(db, Issued(con, password))
 
-    def _forget_failed(self, db: Database, con: Connection) -> None:
+    def _forget_failed(self, db: Database, con: Connection) -> bool:
+        """Remove what a failed creation made; False if that failed too (then the record
+        stays, marked failed, and the next start repairs it)."""
         try:
             if self.admin is not None:
-                self.admin.drop_database(db.pg_name, db.owner_role, [con.role_name])
+                # not through the pool, which may be what was busy
+                self.admin.drop_database(db.pg_name, db.owner_role, [con.role_name], direct=True)
             self.store.delete(con, db)
         except Exception as exc:  # keep the first error; the next start repairs it
             self._failed("cleaning up database %s failed: %s", db.id, exc)
             with contextlib.suppress(Exception):
                 self.store.update(replace(db, state="failed"))
+            return False
+        return True
 
     def rename_database(self, ws: Workspace, database_id: str, name: str | None) -> Database:
         db = self.owned(Database, database_id, ws, foreign=403)

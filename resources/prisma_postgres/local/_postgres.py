@@ -61,6 +61,7 @@ from journal._errors import LocalServerError
 from ._backend import (
     Connection,
     Database,
+    PoolBusy,
     Project,
     R,
     Record,
@@ -150,7 +151,9 @@ class ConnectionPool:
                     break
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise LocalServerError("timed out waiting for a PostgreSQL connection")
+                    raise PoolBusy(
+                        f"every PostgreSQL connection stayed busy for {self._timeout_s:g} s"
+                    )
                 self._cond.wait(left)
         try:
             return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
@@ -528,9 +531,18 @@ class PgAdmin:
                     conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(_ident(owner)))
                 raise
 
-    def drop_database(self, name: str, owner: str, logins: Sequence[str]) -> None:
-        """Drop the database (ending its sessions), its login roles and its owner role."""
-        with self.pool.connection() as conn:
+    def drop_database(
+        self, name: str, owner: str, logins: Sequence[str], *, direct: bool = False
+    ) -> None:
+        """Drop the database (ending its sessions), its login roles and its owner role.
+        ``direct``: on a connection of its own, not the pool's (cleaning up after a failure
+        that may have been the pool's being busy)."""
+        session = (
+            psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
+            if direct
+            else self.pool.connection()
+        )
+        with session as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(_ident(name)))
             for role in logins:
                 self._drop_role(conn, role)

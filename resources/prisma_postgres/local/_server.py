@@ -39,6 +39,7 @@ from ._backend import (
     Issued,
     Json,
     MemoryStore,
+    PoolBusy,
     Problem,
     Project,
     Store,
@@ -774,6 +775,12 @@ class LocalPrismaApi:
             handler, params = endpoints.match(method, path)
             try:
                 status, payload = handler(_Request(ws, params, query, body))
+            except PoolBusy as exc:
+                # nothing was done yet: the client may send the same request again
+                _log.warning("%s %s: %s", method, path, exc)
+                raise Problem(
+                    503, "SERVICE_UNAVAILABLE", "The local API is busy; retry shortly."
+                ) from exc
             except (psycopg.errors.DataError, UnicodeError) as exc:
                 # input validation should have refused it; the request, not the server, is
                 # at fault: a 400 with a body, never a 500
@@ -784,6 +791,8 @@ class LocalPrismaApi:
             extra: list[tuple[str, str]] = []
             if problem.status == 405 and self._endpoints is not None:
                 extra.append(("Allow", ", ".join(self._endpoints.allowed(path))))
+            if problem.status == 503:
+                extra.append(("Retry-After", "1"))
             return problem.status, _problem_json(problem), extra
 
 
