@@ -341,6 +341,10 @@ class Run:
         """Read the remote object of a pending operation and record what is there."""
         provider = get_provider(res.type)
         ctx = self._context(res.id, res.options)
+        # read only through the API the operation was started on: another one would answer
+        # "not there" for an object that lives elsewhere (and a create would be made twice)
+        endpoint = provider.endpoint(ctx)
+        check_endpoint(res.id, res.options, endpoint)
         pending = res.pending or {}
         op = pending["op"]
         fields: dict[str, Any] = {"op": op}
@@ -370,7 +374,7 @@ class Run:
             props = provider.load_props(res.props)
             out = provider.read(props, provider.load_outputs(target_outputs), ctx)
             if out is None:  # not found: proof of a delete only for the creator's credentials
-                why = gone_for_others(res.options, None, provider.credential(ctx))
+                why = gone_for_others(res.options, endpoint, provider.credential(ctx))
                 if why is not None:
                     raise ProviderError(why, resource=res.id, operation="recover")
             fields.update(found=out is not None, target=pending["target"], outputs=target_outputs)

@@ -234,6 +234,40 @@ def test_a_pending_delete_is_not_resolved_as_gone_under_other_credentials(
     assert get(api, f"/v1/connections/{con.outputs['id']}") == 200
 
 
+def test_a_pending_delete_is_not_resolved_as_gone_through_another_local_api(
+    api: LocalPrismaApi, location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recovery reads only through the API the operation was started on: another local API
+    (same default token) would answer 404 for an object that lives in the first one."""
+    deploy(location)
+    con = recorded(location)["connection"]
+    with Journal.open(location, create=False) as jr:  # a destroy killed after its intent
+        jr.append(
+            STREAM,
+            [
+                make_event(
+                    "resource.delete.requested",
+                    resource="connection",
+                    resource_type=con.type,
+                    target="current",
+                    outputs=con.outputs,
+                )
+            ],
+        )
+    other = _api()
+    other_id = other.instance_id
+    try:
+        monkeypatch.setenv("PRISMA_API_URL", other.url)
+        result = destroy(location)
+    finally:
+        other.purge()
+    assert result.status == "failed"
+    error = dict(result.failures)["connection"]
+    assert f"this run talks to the local API {other_id}" in error
+    assert recorded(location)["connection"].pending is not None, "still to be resolved"
+    assert get(api, f"/v1/connections/{con.outputs['id']}") == 200
+
+
 def _downgrade_to_legacy(location: str) -> None:
     """Make the journal look written before this change: endpoint "local", no fingerprint."""
     with Journal.open(location, create=False) as jr:
