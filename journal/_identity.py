@@ -101,9 +101,9 @@ def gone_for_others(
     options: Mapping[str, Any], endpoint: str | None, credential: Secret | None
 ) -> str | None:
     """Why a 404 on delete does not prove the object gone (None: it does). The caller has
-    checked the endpoint (``check_endpoint``) before the call; what is left is the credential: a token of another workspace
-    sees nothing of this one's. Objects recorded without a fingerprint (by older versions)
-    are taken at the API's word, as before."""
+    checked the endpoint (``check_endpoint``) before the call; what is left is the
+    credential: a token of another workspace sees nothing of this one's. Objects recorded
+    without a fingerprint (by older versions) are taken at the API's word, as before."""
     recorded = options.get("credential")
     if not isinstance(recorded, dict) or not isinstance(recorded.get("key"), str):
         return None

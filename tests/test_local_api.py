@@ -460,3 +460,23 @@ def test_a_busy_pool_answers_503_with_retry_after_and_leaves_nothing(make_api: M
         assert http.post("/v1/projects", json={"name": "busy"}).status_code == 201
         names = [p["name"] for p in http.get("/v1/projects").json()["data"]]
     assert names.count("busy") == 1
+
+
+def test_a_create_whose_records_cannot_be_finished_is_not_called_undone(
+    make_api: MakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool runs dry *after* the database was made: a 503 ("nothing was done") would make
+    the client send the create again; the answer is a 500, which clients resolve by lookup."""
+    from journal.resources.prisma_postgres.local._backend import PoolBusy
+
+    api = make_api()
+    store = api._store
+    assert store is not None
+
+    def busy(*records: Any) -> None:
+        raise PoolBusy("every PostgreSQL connection stayed busy for 30 s")
+
+    monkeypatch.setattr(store, "end_work", busy)
+    with client(api) as http:
+        answer = http.post("/v1/projects", json={"name": "half"})
+    assert answer.status_code == 500, answer.text

@@ -776,8 +776,14 @@ class LocalPrismaApi:
             try:
                 status, payload = handler(_Request(ws, params, query, body))
             except PoolBusy as exc:
-                # nothing was done yet: the client may send the same request again
                 _log.warning("%s %s: %s", method, path, exc)
+                if method == "POST":
+                    # a create may have done part of its work before the pool ran dry: only
+                    # the backend can say "nothing was made" (it answers 503 itself then)
+                    raise Problem(
+                        500, "INTERNAL_SERVER_ERROR", "The local API is busy; it may have acted."
+                    ) from exc
+                # reads, renames and deletes may simply be sent again
                 raise Problem(
                     503, "SERVICE_UNAVAILABLE", "The local API is busy; retry shortly."
                 ) from exc
