@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from journal._errors import JournalError, RunError, UnknownSequenceError
+from journal._errors import RunError, RunInterrupted, UnknownSequenceError
 from journal._scaffold import TEMPLATES
 
 from ._commands_common import (
@@ -171,7 +171,9 @@ def interruptible(state: State, again: str) -> Iterator[list[RunResult]]:
     with intr.installed(on_message=state.out.err):
         try:
             yield results
-        except (KeyboardInterrupt, JournalError):
+        except (KeyboardInterrupt, RunInterrupted, RunError):
+            # what the interruption itself caused; any other error (a full disk while the
+            # run records its end ...) is the user's to see, interrupted or not
             if not intr.requested:
                 raise
     if not intr.requested:
@@ -204,14 +206,30 @@ def interrupted_line(results: list[RunResult], again: str) -> str:
     return f"interrupted: {what}; to finish, run `{again}`"
 
 
-def _again(command: str, state: State, local: bool) -> str:
-    """The command line that finishes an interrupted run."""
-    words = ["journal", command]
+def _again(
+    command: str,
+    state: State,
+    local: bool,
+    *args: str,
+    program: Path | None = None,
+    app: str | None = None,
+) -> str:
+    """The command line that finishes an interrupted run: the same program, journal, stage,
+    app and API as this one (what was given explicitly; the defaults stay defaults)."""
+    import shlex
+
+    words = ["journal", command, *args]
+    if program is not None:
+        words.append(str(program))
+    if state.journal:
+        words += ["--journal", state.journal]
     if state.stage:
         words += ["--stage", state.stage]
+    if app:
+        words += ["--app", app]
     if local:
         words.append("--local")
-    return " ".join(words)
+    return shlex.join(words)
 
 
 @contextmanager
@@ -343,7 +361,7 @@ def deploy(
     the program no longer declares (only if every resource succeeded). Exits 1 if a resource
     failed. Deploy never asks for confirmation; --yes is accepted for scripts."""
     path = _program(program)
-    with interruptible(state, _again("deploy", state, local)) as results:
+    with interruptible(state, _again("deploy", state, local, program=program)) as results:
         state.prepare_new_journal(state.program_location(path))
         _check_journal(state, path)
         with _maybe_local(state, _pg_data(path), local, postgres_url):
@@ -450,7 +468,12 @@ def dev(
         # the abandoned run recorded its end and the local API is stopped; its calls in
         # flight still block their threads: leave without joining them
         current = loop.current.results if loop.current is not None else []
-        out.err(interrupted_line(current, _again("dev", state, False)))
+        out.err(
+            interrupted_line(
+                current,
+                _again("dev", state, False, *([] if local else ["--no-local"]), program=program),
+            )
+        )
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)
@@ -529,7 +552,7 @@ def destroy(
     stage = state.stage_name()
     out = state.out
     with (
-        interruptible(state, _again("destroy", state, local)) as results,
+        interruptible(state, _again("destroy", state, local, app=app_name)) as results,
         state.open_journal(check="write") as jr,
     ):
         app = find_app(jr, stage, app_name)
@@ -588,7 +611,7 @@ def rollback(
     stage = state.stage_name()
     out = state.out
     with (
-        interruptible(state, f"journal rollback {seq}") as results,
+        interruptible(state, _again("rollback", state, local, str(seq), app=app_name)) as results,
         state.open_journal(check="write") as jr,
     ):
         head = jr.head()[0]

@@ -5,10 +5,11 @@ events). A write cannot pay that every time; it checks, in this order:
 
 1. **The anchor.** A snapshot's associated data binds the chain hash of the event it was taken
    at (``_crypto.snapshot_ad``): a snapshot that opens proves that a key holder saw the chain
-   hold that hash there. The newest snapshot of each stream is tried, newest first; the first
-   that opens with its hash is the anchor (sequence A). A snapshot past the head means events
-   were removed from the end (a truncated journal); one that no longer opens means the
-   snapshot, or the chain under it, was rewritten.
+   hold that hash there. The newest snapshot of the journal (over all streams) is the anchor
+   (sequence A); older ones are not tried, so a damaged newest snapshot refuses writes until
+   `journal verify` has been read. A snapshot past the head means events were removed from
+   the end (a truncated journal); one that no longer opens means the snapshot, or the chain
+   under it, was rewritten.
 2. **The window under the anchor**, hash only: the ``WINDOW`` events up to A are rehashed from
    their stored bytes (nothing is decrypted) and must chain into the anchor's hash.
 3. **The tail**, in full: every event after A is rehashed and opened, as ``verify`` does.

@@ -55,7 +55,8 @@ class Interruption:
     """The process's interruption state: which runs are active, how many signals came."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # re-entrant: the signal handler runs on the main thread, which may hold it already
+        self._lock = threading.RLock()
         self._runs: list[_Stoppable] = []
         self.signals = 0
         self.signal_name: str | None = None

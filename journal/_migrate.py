@@ -187,6 +187,9 @@ def migrate(
         raise UsageError("batch_rows must be at least 1")
     if _same_location(src_location, dst_location):
         raise UsageError(f"the source and the target are the same journal ({dst_location})")
+    if os.path.isfile(dst_location) and os.path.getsize(dst_location) == 0:
+        # an empty file (as `mktemp` makes) is an empty location: it holds nothing to lose
+        os.unlink(dst_location)
     with contextlib.ExitStack() as stack:
         dst = open_store(dst_location)
         stack.callback(dst.close)

@@ -222,8 +222,8 @@ def _empty_file_message(path: str, what: str = "an empty file") -> str:
     return (
         f"{path} is {what}, not a journal: it is refused rather than started again, so that "
         "a journal that lost its contents is never silently re-created (restore it from a "
-        "backup); to start a new journal here, run again with --new (the file is moved "
-        "aside, not deleted)"
+        "backup); to start a new journal here, run `journal deploy --new` (or `dev --new`, "
+        "`configure --new`): the file is moved aside, not deleted"
     )
 
 
@@ -491,9 +491,7 @@ class SQLiteStore(Store):
                 "other processes; try again"
             )
         finally:
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                with contextlib.suppress(OSError):
-                    os.unlink(staged + suffix)
+            _remove_staged(staged)
 
     def _publish(self, staged: str) -> bool:
         """Put the staged journal at the location unless something is there; True if done.
@@ -533,6 +531,14 @@ class SQLiteStore(Store):
         except OSError as exc:
             raise StorageError(f"cannot create the journal at {self._path}: {exc}") from exc
         try:
+            self._build(staged, meta)
+        except BaseException:
+            _remove_staged(staged)  # a failed creation leaves nothing behind
+            raise
+        return staged
+
+    def _build(self, staged: str, meta: Meta) -> None:
+        try:
             conn = sqlite3.connect(
                 Path(staged).as_uri() + "?mode=rw", uri=True, isolation_level=None
             )
@@ -560,7 +566,6 @@ class SQLiteStore(Store):
                 os.close(fd)
         except OSError as exc:
             raise StorageError(f"cannot create the journal at {self._path}: {exc}") from exc
-        return staged
 
     def _set_aside(self) -> None:
         """Rename what is at the location (not a journal) out of the way; never delete it."""
@@ -898,3 +903,10 @@ def _fsync_dir(folder: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _remove_staged(staged: str) -> None:
+    """Remove a staged journal file and SQLite's side files of it."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(OSError):
+            os.unlink(staged + suffix)

@@ -321,3 +321,20 @@ def test_the_grace_period_bounds_the_wait_for_calls_in_flight(
     finished = payloads(journal_path)[-1]
     assert finished["type"] == "run.finished" and finished["abandoned"] is True
     assert len(finished["pending"]) == 8
+
+
+def test_the_line_after_an_interruption_repeats_what_was_given() -> None:
+    """The command it says to type finishes the same run: same program, journal, stage, app
+    and API (a rollback of a local prod stage must not go to the default stage)."""
+    from journal.cli._commands_common import State
+    from journal.cli._commands_run import _again
+
+    state = State(journal="/srv/j.db", stage="prod")
+    assert (
+        _again("rollback", state, True, "12", app="shop")
+        == "journal rollback 12 --journal /srv/j.db --stage prod --app shop --local"
+    )
+    assert _again("deploy", State(), False, program=Path("apps/my app")) == (
+        "journal deploy 'apps/my app'"
+    )
+    assert _again("dev", State(), False, "--no-local") == "journal dev --no-local"

@@ -351,3 +351,19 @@ def test_existing_journals_open_with_any_password(tmp_path: Path) -> None:
     store.close()
     with _open(where, password="abc") as jr:
         assert jr.verify().events == 0
+
+
+def test_a_failed_creation_leaves_no_staged_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk full (or any error) while the journal is being built: no half-made journal at the
+    location, and no staging file left behind in its folder either."""
+
+    def full(self: SQLiteStore, conn: sqlite3.Connection, meta: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(SQLiteStore, "_write_meta", full)
+    location = tmp_path / "journal.db"
+    with pytest.raises(StorageError):
+        Journal.open(str(location), password=PASSWORD, kdf=KdfParams.minimum())
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

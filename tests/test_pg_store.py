@@ -32,6 +32,7 @@ from click.testing import CliRunner
 
 from journal._errors import (
     IntegrityError,
+    JournalError,
     LockedError,
     StorageError,
     UnsupportedJournalError,
@@ -513,6 +514,23 @@ def test_migrate_sqlite_to_postgres_and_back(tmp_path: Path, url: str) -> None:
     assert report.events == 161
     with _open(str(back), create=False) as jr:
         assert [e.hash for e in jr.read()][:160] == hashes and jr.verify().events == 161
+
+
+def test_migrate_into_an_empty_file_and_refuse_any_other_file(tmp_path: Path) -> None:
+    """A 0-byte file (as `mktemp` makes) is an empty location; a file with contents that is
+    not a journal is refused and kept."""
+    src = tmp_path / "journal.db"
+    hashes = _sample(str(src))
+    target = tmp_path / "copy.db"
+    target.write_bytes(b"")
+    assert migrate(src, target, password=PASSWORD).events == len(hashes)
+    with _open(str(target), create=False) as jr:
+        assert [e.hash for e in jr.read()] == hashes
+    notes = tmp_path / "notes.db"
+    notes.write_bytes(b"my notes")
+    with pytest.raises(JournalError, match="not a journal"):
+        migrate(src, notes, password=PASSWORD)
+    assert notes.read_bytes() == b"my notes"
 
 
 def test_migrate_refuses_a_target_that_holds_a_journal(tmp_path: Path, url: str) -> None:
