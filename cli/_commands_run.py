@@ -98,20 +98,27 @@ def local_api(state: State, data_dir: Path, postgres_url: str | None) -> Iterato
     where = "the PostgreSQL server given" if postgres_url else f"embedded PostgreSQL in {data_dir}"
     state.out.err(f"starting the local Prisma API ({where}) ...")
     api = LocalPrismaApi(postgres_url=postgres_url, data_dir=None if postgres_url else data_dir)
-    with _local_log(state), api:
-        saved = {k: os.environ.get(k) for k in (API_URL_ENV, TOKEN_ENV)}
-        os.environ[API_URL_ENV] = api.url
-        if not os.environ.get(TOKEN_ENV):
-            os.environ[TOKEN_ENV] = LOCAL_TOKEN
+    with _local_log(state), api, _pointed_at(api.url):
         state.out.err(f"local Prisma API at {api.url}")
-        try:
-            yield api.url
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        yield api.url
+
+
+@contextmanager
+def _pointed_at(url: str) -> Iterator[None]:
+    """Runs in the block talk to the Prisma API at ``url`` (PRISMA_API_URL, and the local
+    token if PRISMA_SERVICE_TOKEN is unset); the environment is restored afterwards."""
+    saved = {k: os.environ.get(k) for k in (API_URL_ENV, TOKEN_ENV)}
+    os.environ[API_URL_ENV] = url
+    if not os.environ.get(TOKEN_ENV):
+        os.environ[TOKEN_ENV] = LOCAL_TOKEN
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 class _OneLine(logging.Handler):
@@ -260,17 +267,8 @@ def _check_journal(state: State, program: Path) -> None:
 def _local_endpoint() -> Iterator[None]:
     """What a ``plan --local`` needs of the local API: only to be *named* as the endpoint
     (plan makes no call), so nothing is started. The URL is loopback and never contacted."""
-    saved = {k: os.environ.get(k) for k in (API_URL_ENV, TOKEN_ENV)}
-    os.environ[API_URL_ENV] = PLAN_LOCAL_URL
-    os.environ.setdefault(TOKEN_ENV, LOCAL_TOKEN)
-    try:
+    with _pointed_at(PLAN_LOCAL_URL):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _pg_data(program: Path) -> Path:

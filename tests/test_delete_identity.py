@@ -207,12 +207,12 @@ def test_right_credentials_and_object_already_gone_is_recorded_deleted(
     assert deleted[-1].get("already_gone") is True
 
 
-def test_a_pending_delete_is_not_resolved_as_gone_under_other_credentials(
-    api: LocalPrismaApi, location: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _deployed_with_a_pending_delete(location: str) -> Any:
+    """Deploy, then record what a destroy killed after its delete intent leaves: the
+    connection's delete pending. Returns the connection's recorded state."""
     deploy(location)
     con = recorded(location)["connection"]
-    with Journal.open(location, create=False) as jr:  # a destroy killed after its intent
+    with Journal.open(location, create=False) as jr:
         jr.append(
             STREAM,
             [
@@ -225,6 +225,13 @@ def test_a_pending_delete_is_not_resolved_as_gone_under_other_credentials(
                 )
             ],
         )
+    return con
+
+
+def test_a_pending_delete_is_not_resolved_as_gone_under_other_credentials(
+    api: LocalPrismaApi, location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    con = _deployed_with_a_pending_delete(location)
     monkeypatch.setenv("PRISMA_SERVICE_TOKEN", TOKEN_B)
     result = destroy(location)
     assert result.status == "failed"
@@ -239,21 +246,7 @@ def test_a_pending_delete_is_not_resolved_as_gone_through_another_local_api(
 ) -> None:
     """Recovery reads only through the API the operation was started on: another local API
     (same default token) would answer 404 for an object that lives in the first one."""
-    deploy(location)
-    con = recorded(location)["connection"]
-    with Journal.open(location, create=False) as jr:  # a destroy killed after its intent
-        jr.append(
-            STREAM,
-            [
-                make_event(
-                    "resource.delete.requested",
-                    resource="connection",
-                    resource_type=con.type,
-                    target="current",
-                    outputs=con.outputs,
-                )
-            ],
-        )
+    con = _deployed_with_a_pending_delete(location)
     other = _api()
     other_id = other.instance_id
     try:
