@@ -59,7 +59,8 @@ class Outcome:
         return "\n".join(self.stdout) + "\n--- stderr\n" + self.stderr
 
 
-Watcher = Callable[[subprocess.Popen[str], str], None]
+#: ``watch(proc, line, stderr_so_far)``, called for each stdout line
+Watcher = Callable[[subprocess.Popen[str], str, list[str]], None]
 
 
 @pytest.fixture
@@ -83,8 +84,10 @@ def project() -> Iterator[Path]:
 def journal(
     project: Path, *args: str, n: int, watch: Watcher | None = None, timeout: float = 600
 ) -> Outcome:
-    """Run ``journal ARGS`` in ``project``; ``watch(proc, line)`` sees each stdout line."""
+    """Run ``journal ARGS`` in ``project``; ``watch(proc, line, stderr)`` sees each stdout
+    line as it is printed (unbuffered), with the stderr lines printed so far."""
     env = {**os.environ, "N": str(n), "JOURNAL_STAGE": STAGE, "CI": "true"}
+    env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen(
         [sys.executable, "-c", "from journal.cli import main; main()", *args],
         cwd=project,
@@ -94,7 +97,13 @@ def journal(
         text=True,
     )
     err: list[str] = []
-    reader = threading.Thread(target=lambda: err.append(proc.stderr.read() if proc.stderr else ""))
+
+    def read_stderr() -> None:
+        if proc.stderr is not None:
+            for raw in proc.stderr:
+                err.append(raw)
+
+    reader = threading.Thread(target=read_stderr)
     reader.start()
     killer = threading.Timer(timeout, proc.kill)
     killer.start()
@@ -105,7 +114,7 @@ def journal(
             line = raw.rstrip("\n")
             lines.append(line)
             if watch is not None:
-                watch(proc, line)
+                watch(proc, line, err)
         proc.wait()
     finally:
         killer.cancel()
@@ -120,14 +129,21 @@ def journal(
 
 
 def after(prefix: str, count: int, *signals: signal.Signals) -> Watcher:
-    """Send ``signals`` (one per line from then on) once ``count`` lines start with
-    ``prefix``."""
+    """Send ``signals`` once ``count`` lines start with ``prefix``: the first then, each
+    further one on a later line once the process has said it is stopping (on stderr for a
+    run, on stdout for ``dev``): two signals that arrive before Python runs its handler are
+    seen as one."""
     seen = [0]
+    acknowledged = [False]
     queue = list(signals)
 
-    def watch(proc: subprocess.Popen[str], line: str) -> None:
+    def watch(proc: subprocess.Popen[str], line: str, stderr: list[str]) -> None:
         if seen[0] >= count and queue:
-            proc.send_signal(queue.pop(0))  # a further signal, on a later line
+            said = line.startswith("stopping") or any(e.startswith("stopping") for e in stderr)
+            acknowledged[0] = acknowledged[0] or said
+            if acknowledged[0]:
+                proc.send_signal(queue.pop(0))  # a further signal, on a later line
+                acknowledged[0] = False
             return
         if line.startswith(prefix):
             seen[0] += 1
