@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import textwrap
 from pathlib import Path
-from typing import Any
 
 import memory_provider as mp
 import pytest
-from click.testing import CliRunner, Result
+from cli_harness import make_project, run
+from click.testing import CliRunner
 
 from journal.cli import cli
-
-PROGRAM = """
-import journal
-from memory_provider import Thing
-
-with journal.app("demo") as app:
-    Thing("one")
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -30,20 +21,7 @@ def cloud() -> mp.Cloud:
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("JOURNAL_STAGE", "dev")
-    (tmp_path / "alchemy.run.py").write_text(textwrap.dedent(PROGRAM))
-    return tmp_path
-
-
-def run(*args: str, code: int, **kw: Any) -> Result:
-    result = CliRunner().invoke(cli, list(args), **kw)
-    assert result.exit_code == code, (
-        f"exit {result.exit_code}, expected {code}\n--- stdout\n{result.stdout}"
-        f"\n--- stderr\n{result.stderr}"
-    )
-    assert "Traceback" not in result.output
-    return result
+    return make_project(tmp_path, monkeypatch)
 
 
 def digest(path: Path) -> str:

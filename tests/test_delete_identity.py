@@ -147,18 +147,26 @@ def test_destroy_with_another_workspaces_token_fails_and_forgets_nothing(
     assert not still_connects(outputs)
 
 
+def _destroy_through_another_local_api(
+    location: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, str]:
+    """``destroy`` with PRISMA_API_URL pointed at a second, fresh local API (purged after);
+    the result and that API's instance id."""
+    other = _api()
+    other_id = other.instance_id
+    try:
+        monkeypatch.setenv("PRISMA_API_URL", other.url)
+        return destroy(location), other_id
+    finally:
+        other.purge()
+
+
 def test_destroy_against_another_local_api_fails_and_forgets_nothing(
     api: LocalPrismaApi, location: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     outputs = deploy(location)
     before = recorded(location)
-    other = _api()
-    other_id = other.instance_id
-    try:
-        monkeypatch.setenv("PRISMA_API_URL", other.url)
-        result = destroy(location)
-    finally:
-        other.purge()
+    result, other_id = _destroy_through_another_local_api(location, monkeypatch)
     assert result.status == "failed"
     errors = dict(result.failures)
     assert (
@@ -247,13 +255,7 @@ def test_a_pending_delete_is_not_resolved_as_gone_through_another_local_api(
     """Recovery reads only through the API the operation was started on: another local API
     (same default token) would answer 404 for an object that lives in the first one."""
     con = _deployed_with_a_pending_delete(location)
-    other = _api()
-    other_id = other.instance_id
-    try:
-        monkeypatch.setenv("PRISMA_API_URL", other.url)
-        result = destroy(location)
-    finally:
-        other.purge()
+    result, other_id = _destroy_through_another_local_api(location, monkeypatch)
     assert result.status == "failed"
     error = dict(result.failures)["connection"]
     assert f"this run talks to the local API {other_id}" in error

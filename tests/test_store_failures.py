@@ -13,23 +13,13 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import memory_provider as mp
 import pytest
-from click.testing import CliRunner, Result
+from cli_harness import make_project, run
 
 from journal._errors import StorageError
 from journal._journal import Journal
-from journal.cli import cli
-
-PROGRAM = """
-import journal
-from memory_provider import Thing
-
-with journal.app("demo") as app:
-    Thing("one")
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -39,20 +29,7 @@ def cloud() -> mp.Cloud:
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("JOURNAL_STAGE", "dev")
-    (tmp_path / "alchemy.run.py").write_text(textwrap.dedent(PROGRAM))
-    return tmp_path
-
-
-def run(*args: str, code: int, **kw: Any) -> Result:
-    result = CliRunner().invoke(cli, list(args), **kw)
-    assert result.exit_code == code, (
-        f"exit {result.exit_code}, expected {code}\n--- stdout\n{result.stdout}"
-        f"\n--- stderr\n{result.stderr}"
-    )
-    assert "Traceback" not in result.output
-    return result
+    return make_project(tmp_path, monkeypatch)
 
 
 def _journal(project: Path) -> Path:

@@ -1,0 +1,42 @@
+"""What CLI tests of the one-resource memory program share: the program, a project folder
+holding it (stage ``dev``), and ``run``, which checks the exit code and that no traceback
+was printed."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from journal.cli import cli
+
+__all__ = ["PROGRAM", "make_project", "run"]
+
+PROGRAM = """
+import journal
+from memory_provider import Thing
+
+with journal.app("demo") as app:
+    Thing("one")
+"""
+
+
+def make_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``tmp_path`` as the current folder holding ``PROGRAM``, stage ``dev``."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JOURNAL_STAGE", "dev")
+    (tmp_path / "alchemy.run.py").write_text(textwrap.dedent(PROGRAM))
+    return tmp_path
+
+
+def run(*args: str, code: int, **kw: Any) -> Result:
+    result = CliRunner().invoke(cli, list(args), **kw)
+    assert result.exit_code == code, (
+        f"exit {result.exit_code}, expected {code}\n--- stdout\n{result.stdout}"
+        f"\n--- stderr\n{result.stderr}"
+    )
+    assert "Traceback" not in result.output
+    return result
