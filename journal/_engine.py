@@ -45,7 +45,7 @@ from ._events import make_event
 from ._identity import check_endpoint, credential_record, gone_for_others, identity
 from ._interrupt import interruption
 from ._projection import ResourceState, StreamState, apply, load_state, snapshot_state, stream_name
-from ._provider import Context, Provider, get_provider
+from ._provider import Context, Provider, close_shared, get_provider
 from ._results import Change, Desired, Ref, Reporter, RunResult, Silent
 from ._secret import Secret
 
@@ -1021,10 +1021,8 @@ class Run:
         self._done = True
         if not self._abandoned:
             self._shutdown_pool()  # calls in flight end before their clients are closed
-        for key, obj in list(self._cache.items()):
-            closer = getattr(obj, "close", None)
-            if callable(closer) and not self._abandoned:
-                with contextlib.suppress(Exception):
-                    closer()
-            self._cache.pop(key, None)
+        if self._abandoned:  # calls in flight may still use them: only forget them
+            self._cache.clear()
+        else:
+            close_shared(self._cache)
         self._stack.close()

@@ -53,7 +53,7 @@ from ._errors import JournalError, UsageError, ValidationError
 from ._events import make_event
 from ._identity import credential_record
 from ._projection import apply, load_state, snapshot_state, stream_name
-from ._provider import Context, Provider, get_provider
+from ._provider import Context, Provider, close_shared, get_provider
 from ._secret import Secret
 
 __all__ = [
@@ -409,11 +409,7 @@ def plan_import(
             ],
         )
     finally:
-        for obj in cache.values():
-            closer = getattr(obj, "close", None)
-            if callable(closer):
-                with contextlib.suppress(Exception):
-                    closer()
+        close_shared(cache)
 
 
 # --- writing ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ journal alone, without running the program). The engine knows no provider by nam
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from abc import ABC, abstractmethod
@@ -28,6 +29,7 @@ from ._secret import Secret
 __all__ = [
     "Context",
     "Provider",
+    "close_shared",
     "get_provider",
     "physical_name",
     "register_provider",
@@ -70,6 +72,17 @@ class Context:
             if key not in self.cache:
                 self.cache[key] = factory()
             return self.cache[key]
+
+
+def close_shared(cache: dict[str, Any]) -> None:
+    """Close the per-run objects providers made through ``Context.shared`` (HTTP clients
+    ...) and empty the cache; one that fails to close does not stop the others."""
+    for key, obj in list(cache.items()):
+        closer = getattr(obj, "close", None)
+        if callable(closer):
+            with contextlib.suppress(Exception):
+                closer()
+        cache.pop(key, None)
 
 
 class Provider(ABC, Generic[P, O]):
