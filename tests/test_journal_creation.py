@@ -20,7 +20,6 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from journal import _sqlite_store
 from journal._errors import (
     KeysChangedError,
     MissingPasswordError,
@@ -32,7 +31,8 @@ from journal._errors import (
     WrongPasswordError,
 )
 from journal._journal import MIN_PASSWORD_LENGTH, Journal, KdfParams
-from journal._sqlite_store import SQLiteStore
+from journal._store import _sqlite as _sqlite_store
+from journal._store._sqlite import SQLiteStore
 
 PASSWORD = "creation-test password"
 PG = os.environ.get("JOURNAL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

@@ -34,8 +34,8 @@ from journal._errors import (
 )
 from journal._journal import Event, Journal, KdfParams, VerifyReport
 from journal._secret import Secret
-from journal._sqlite_store import SQLiteStore, translate_error
 from journal._store import open_store
+from journal._store._sqlite import SQLiteStore, translate_error
 
 PASSWORD = "contract-test password ✓"
 STORE_KINDS = ["sqlite", "postgres"]
@@ -516,7 +516,7 @@ def test_default_location_and_journal_url(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_store_selection() -> None:
-    from journal._pg_store import PostgresStore
+    from journal._store._postgres import PostgresStore
 
     for url in ("postgresql://user:pw@db.example/journal", "postgres://h/j"):
         store = open_store(url)  # connects to nothing yet

@@ -41,8 +41,8 @@ from journal._errors import (
 )
 from journal._journal import Journal, KdfParams
 from journal._migrate import migrate
-from journal._pg_store import DEFAULT_SCHEMA, PostgresStore, redact_url, translate_error
 from journal._store import open_store
+from journal._store._postgres import DEFAULT_SCHEMA, PostgresStore, redact_url, translate_error
 
 PG = os.environ.get("JOURNAL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 PASSWORD = "pg-store test password"
@@ -423,7 +423,7 @@ def test_a_lost_lock_stops_the_run(url: str) -> None:
 def test_a_writer_stuck_on_the_head_times_out(
     url: str, schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import journal._pg_store as pg_store
+    import journal._store._postgres as pg_store
 
     monkeypatch.setattr(pg_store, "WRITE_LOCK_TIMEOUT_S", 1)
     with _open(url) as jr, psycopg.connect(PG, autocommit=True) as other:

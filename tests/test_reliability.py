@@ -73,8 +73,8 @@ CHILD = textwrap.dedent(
     def install_kill(mode):
         if not mode:
             return
-        from journal._pg_store import PostgresStore
-        from journal._sqlite_store import SQLiteStore
+        from journal._store._postgres import PostgresStore
+        from journal._store._sqlite import SQLiteStore
 
         kind, _, arg = mode.partition(":")
         state = {"rows": 0, "armed": False}

@@ -56,8 +56,7 @@ import psycopg
 import psycopg.conninfo
 import psycopg.errors
 
-from ._errors import (
-    ConflictError,
+from .._errors import (
     IntegrityError,
     KeysChangedError,
     LockedError,
@@ -67,8 +66,7 @@ from ._errors import (
     UnsupportedJournalError,
     UsageError,
 )
-from ._store import (
-    FORMAT_VERSION,
+from ._base import (
     PAGE_SIZE,
     AppendRequest,
     AppendResult,
@@ -79,6 +77,19 @@ from ._store import (
     Store,
     keys_changed_message,
     paged_read,
+    paged_snapshots,
+)
+from ._rows import (
+    EVENT_COLUMNS,
+    INCOMPLETE_KEY,
+    SNAPSHOT_COLUMNS,
+    as_bytes,
+    event_params,
+    meta_from,
+    meta_values,
+    plan_append,
+    row_from,
+    snapshot_from,
 )
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresStore", "redact_url", "translate_error"]
@@ -88,7 +99,6 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 
 #: the schema of a journal whose URL names none
 DEFAULT_SCHEMA: Final = "journal"
-#: rows fetched per query when iterating
 #: idle reader connections kept open
 MAX_IDLE_READERS: Final = 4
 #: seconds libpq waits for a connection unless the URL says (connect_timeout=)
@@ -97,11 +107,8 @@ CONNECT_TIMEOUT_S: Final = 10
 LOCK_POLL_S: Final = 0.05
 #: how long a write waits for the journal's head (another writer's transaction) at most
 WRITE_LOCK_TIMEOUT_S: Final = 60
-#: the meta key of a journal that ``journal migrate`` has not finished (see ``Meta``)
-INCOMPLETE_KEY: Final = "incomplete"
 
 _TABLES: Final = frozenset({"meta", "keys", "events", "snapshots", "locks"})
-_EVENT_COLUMNS: Final = "seq, stream, version, key_id, prev_hash, hash, data"
 
 # SQLSTATE classes and codes (https://www.postgresql.org/docs/current/errcodes-appendix.html)
 _DISK_FULL: Final = "53100"
@@ -278,101 +285,6 @@ def _is_connection_problem(exc: psycopg.Error, conn: Conn | None) -> bool:
         return True
     code = getattr(exc, "sqlstate", None) or ""
     return code.startswith("08") or code in ("57P01", "57P02", "57P03")
-
-
-# --- rows ----------------------------------------------------------------------------------
-
-
-def _as_bytes(value: object) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, memoryview | bytearray):
-        return bytes(value)
-    return str(value).encode("utf-8")
-
-
-def _row(values: Sequence[Any]) -> Row:
-    seq, stream, version, key_id, prev_hash, hash_, data = values
-    try:
-        return Row(
-            seq=int(seq),
-            stream=str(stream),
-            version=int(version),
-            key_id=str(key_id),
-            prev_hash=_as_bytes(prev_hash),
-            hash=_as_bytes(hash_),
-            data=_as_bytes(data),
-        )
-    except (TypeError, ValueError) as exc:
-        raise IntegrityError("the stored row has malformed columns", seq=seq) from exc
-
-
-def _snapshot(values: Sequence[Any]) -> SnapshotRow:
-    stream, seq, key_id, data = values
-    try:
-        return SnapshotRow(
-            stream=str(stream), seq=int(seq), key_id=str(key_id), data=_as_bytes(data)
-        )
-    except (TypeError, ValueError) as exc:
-        raise IntegrityError(
-            f"the snapshot of stream {stream!r} has malformed columns", seq=None
-        ) from exc
-
-
-def _meta_from(values: Mapping[str, str], wrapped: Mapping[str, bytes], where: str) -> Meta:
-    """The same rules as the SQLite store (kept in step with ``SQLiteStore._read_meta``)."""
-    try:
-        fmt = int(values["format_version"])
-    except (KeyError, ValueError) as exc:
-        raise UnsupportedJournalError(
-            f"{where} is not a journal: its metadata has no format version"
-        ) from exc
-    if values.get("kdf", "argon2id") != "argon2id":
-        raise UnsupportedJournalError(
-            f"the journal at {where} uses key derivation {values['kdf']!r}, "
-            "which this version of journal does not know: upgrade journal"
-        )
-    if fmt > FORMAT_VERSION:
-        raise UnsupportedJournalError(
-            f"the journal at {where} has format {fmt}, newer than this version of "
-            f"journal reads (format {FORMAT_VERSION}): upgrade journal"
-        )
-    try:
-        meta = Meta(
-            journal_id=values["journal_id"],
-            format_version=fmt,
-            kdf_opslimit=int(values["kdf_opslimit"]),
-            kdf_memlimit=int(values["kdf_memlimit"]),
-            salt=bytes.fromhex(values["salt"]),
-            current_key_id=values["current_key_id"],
-            wrapped_keys=dict(wrapped),
-            incomplete=INCOMPLETE_KEY in values,
-        )
-    except (KeyError, ValueError) as exc:
-        raise UnsupportedJournalError(
-            f"the journal at {where} has incomplete metadata ({exc}); "
-            "it was not written by journal or is damaged"
-        ) from exc
-    if meta.current_key_id not in wrapped:
-        raise UnsupportedJournalError(
-            f"the journal at {where} lacks its data key {meta.current_key_id!r}"
-        )
-    return meta
-
-
-def _meta_values(meta: Meta) -> dict[str, str]:
-    values = {
-        "journal_id": meta.journal_id,
-        "format_version": str(meta.format_version),
-        "kdf": "argon2id",
-        "kdf_opslimit": str(meta.kdf_opslimit),
-        "kdf_memlimit": str(meta.kdf_memlimit),
-        "salt": meta.salt.hex(),
-        "current_key_id": meta.current_key_id,
-    }
-    if meta.incomplete:
-        values[INCOMPLETE_KEY] = "journal migrate"
-    return values
 
 
 # --- the store -----------------------------------------------------------------------------
@@ -573,10 +485,10 @@ class PostgresStore(Store):
             str(k): str(v) for k, v in conn.execute(f"SELECT key, value FROM {self._t['meta']}")
         }
         wrapped = {
-            str(k): _as_bytes(v)
+            str(k): as_bytes(v)
             for k, v in conn.execute(f"SELECT key_id, wrapped FROM {self._t['keys']}")
         }
-        return _meta_from(values, wrapped, self._where())
+        return meta_from(values, wrapped, self._where())
 
     def read_meta(self) -> Meta | None:
         def tx(conn: Conn) -> Meta | None:
@@ -645,7 +557,7 @@ class PostgresStore(Store):
             cur.executemany(
                 f"INSERT INTO {t['meta']} (key, value) VALUES (%s, %s) "
                 "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                list(_meta_values(meta).items()),
+                list(meta_values(meta).items()),
             )
             cur.execute(f"DELETE FROM {t['keys']}")
             cur.executemany(
@@ -683,14 +595,13 @@ class PostgresStore(Store):
 
     def head(self) -> tuple[int, bytes] | None:
         found = self._read(lambda conn: conn.execute(self._head_sql()).fetchone())
-        return None if found is None else (int(found[0]), _as_bytes(found[1]))
+        return None if found is None else (int(found[0]), as_bytes(found[1]))
 
     def _version_sql(self) -> str:
         return f"SELECT max(version) FROM {self._t['events']} WHERE stream = %s"
 
     def stream_version(self, stream: str) -> int:
-        found = self._read(lambda conn: conn.execute(self._version_sql(), (stream,)).fetchone())
-        return int(found[0]) if found and found[0] is not None else 0
+        return self._read(lambda conn: self._version(conn, stream))
 
     def streams(self) -> list[str]:
         # distinct streams by skipping through the (stream, version) index: one probe each
@@ -714,60 +625,30 @@ class PostgresStore(Store):
     def append(
         self, requests: Sequence[AppendRequest], seal: RowSealer, genesis: bytes
     ) -> list[AppendResult]:
-        with self._write_lock:
-            results, rows = self._write(
-                lambda conn: self._append(conn, requests, seal, genesis), "appending to"
+        def tx(conn: Conn) -> tuple[list[AppendResult], list[Row]]:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._head_key,))
+            self._check_locks_held(conn, {r.stream for r in requests})
+            head = conn.execute(self._head_sql()).fetchone()
+            results, rows = plan_append(
+                requests, seal, head, genesis, lambda stream: self._version(conn, stream)
             )
-            self.stats.append_transactions += 1
-            self.stats.append_requests += sum(1 for r in results if isinstance(r, list))
-            self.stats.rows_appended += rows
+            if rows:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        f"INSERT INTO {self._t['events']} ({EVENT_COLUMNS}) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        event_params(rows),
+                    )
+            return results, rows
+
+        with self._write_lock:
+            results, rows = self._write(tx, "appending to")
+            self._count_append(results, len(rows))
         return results
 
-    def _append(
-        self,
-        conn: Conn,
-        requests: Sequence[AppendRequest],
-        seal: RowSealer,
-        genesis: bytes,
-    ) -> tuple[list[AppendResult], int]:
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._head_key,))
-        self._check_locks_held(conn, {r.stream for r in requests})
-        found = conn.execute(self._head_sql()).fetchone()
-        seq, prev = (0, genesis) if found is None else (int(found[0]), _as_bytes(found[1]))
-        versions: dict[str, int] = {}
-        results: list[AppendResult] = []
-        new_rows: list[Row] = []
-        for request in requests:
-            stream = request.stream
-            if stream not in versions:
-                got = conn.execute(self._version_sql(), (stream,)).fetchone()
-                versions[stream] = int(got[0]) if got and got[0] is not None else 0
-            version = versions[stream]
-            expected = request.expected_version
-            if expected is not None and expected != version:
-                results.append(ConflictError(stream, expected, version))
-                continue
-            rows: list[Row] = []
-            for plain in request.plaintexts:
-                seq += 1
-                version += 1
-                row = seal(stream, seq, version, prev, plain)
-                prev = row.hash
-                rows.append(row)
-            versions[stream] = version
-            results.append(rows)
-            new_rows.extend(rows)
-        if new_rows:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    f"INSERT INTO {self._t['events']} ({_EVENT_COLUMNS}) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    [
-                        (r.seq, r.stream, r.version, r.key_id, r.prev_hash, r.hash, r.data)
-                        for r in new_rows
-                    ],
-                )
-        return results, len(new_rows)
+    def _version(self, conn: Conn, stream: str) -> int:
+        found = conn.execute(self._version_sql(), (stream,)).fetchone()
+        return int(found[0]) if found and found[0] is not None else 0
 
     def _check_locks_held(self, conn: Conn, streams: set[str]) -> None:
         """Inside an append: the run locks this store took on ``streams`` are still held."""
@@ -806,18 +687,18 @@ class PostgresStore(Store):
         def fetch(conditions: list[tuple[str, Any]], descending: bool, size: int) -> list[Row]:
             where = " AND ".join(f"{c} %s" for c, _ in conditions)
             sql = (
-                f"SELECT {_EVENT_COLUMNS} FROM {self._t['events']} WHERE {where} "
+                f"SELECT {EVENT_COLUMNS} FROM {self._t['events']} WHERE {where} "
                 f"ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT {size}"
             )
             params = [v for _, v in conditions]
-            return [_row(values) for values in self._fetchall(sql, params)]
+            return [row_from(values) for values in self._fetchall(sql, params)]
 
         return paged_read(fetch, stream, after_seq, upto_seq, reverse, limit)
 
     def get(self, seq: int) -> Row | None:
-        sql = f"SELECT {_EVENT_COLUMNS} FROM {self._t['events']} WHERE seq = %s"
+        sql = f"SELECT {EVENT_COLUMNS} FROM {self._t['events']} WHERE seq = %s"
         found = self._read(lambda conn: conn.execute(sql, (seq,)).fetchone())
-        return None if found is None else _row(found)
+        return None if found is None else row_from(found)
 
     # --- snapshots -----------------------------------------------------------------------
 
@@ -834,33 +715,28 @@ class PostgresStore(Store):
             self._write(tx, "writing a snapshot to")
 
     def latest_snapshot(self, stream: str, upto_seq: int | None = None) -> SnapshotRow | None:
-        sql = f"SELECT stream, seq, key_id, data FROM {self._t['snapshots']} WHERE stream = %s"
+        sql = f"SELECT {SNAPSHOT_COLUMNS} FROM {self._t['snapshots']} WHERE stream = %s"
         params: list[Any] = [stream]
         if upto_seq is not None:
             sql += " AND seq <= %s"
             params.append(upto_seq)
         sql += " ORDER BY seq DESC LIMIT 1"
         found = self._read(lambda conn: conn.execute(sql, params).fetchone())
-        return None if found is None else _snapshot(found)
+        return None if found is None else snapshot_from(found)
 
     def snapshots(self) -> Iterator[SnapshotRow]:
         self._check_open()
-        return self._snapshot_pages()
 
-    def _snapshot_pages(self) -> Iterator[SnapshotRow]:
-        last: tuple[str, int] | None = None
-        while True:
-            sql = f"SELECT stream, seq, key_id, data FROM {self._t['snapshots']}"
+        def fetch(last: tuple[str, int] | None) -> list[SnapshotRow]:
+            sql = f"SELECT {SNAPSHOT_COLUMNS} FROM {self._t['snapshots']}"
             params: tuple[Any, ...] = ()
             if last is not None:
                 sql += " WHERE (stream, seq) > (%s, %s)"
                 params = last
             sql += f" ORDER BY stream, seq LIMIT {PAGE_SIZE}"
-            snaps = [_snapshot(values) for values in self._fetchall(sql, params)]
-            yield from snaps
-            if len(snaps) < PAGE_SIZE:
-                return
-            last = (snaps[-1].stream, snaps[-1].seq)
+            return [snapshot_from(values) for values in self._fetchall(sql, params)]
+
+        return paged_snapshots(fetch)
 
     # --- locks ---------------------------------------------------------------------------
 

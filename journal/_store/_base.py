@@ -1,43 +1,18 @@
-"""The journal's storage seam: a small abstract ``Store`` of bytes-level operations.
-
-A store knows rows, not events: it never sees a key or a plaintext. ``Journal`` (in
-``_journal.py``) owns the crypto and hands the store opaque, already sealed bytes, except for
-appends, where sealing needs the head of the journal as read *inside* the write transaction:
-there the store calls back a ``RowSealer`` once per new row.
-
-Implementations: ``SQLiteStore`` (``_sqlite_store.py``) and ``PostgresStore``
-(``_pg_store.py``), chosen by ``open_store`` below. Every implementation must pass the
-contract suite in ``tests/test_journal_store.py``.
-
-Rules for implementations:
-
-* The public method owns the transaction; a private one holds the SQL.
-* ``append`` reads the head and the stream versions inside its write transaction; a request
-  whose ``expected_version`` does not match fails alone (its slot in the result is a
-  ``ConflictError``), the others in the same call are committed together, atomically, once.
-* The schema itself rejects a second row with the same ``(stream, version)``.
-* Foreign exceptions are translated at the boundary into ``StoreError`` subclasses.
-* Nothing is written before the caller asks for a write: ``read_meta`` has no side effects.
-* Creation is atomic and safe under any number of concurrent creators: the first one wins,
-  the others get its metadata back. Something at the location that is not a journal (an
-  empty file, another database) is refused with ``NotAJournalError``, never re-created,
-  unless the caller asks to ``replace`` it.
-"""
+"""The abstract ``Store`` and the records it trades in (see the package docstring)."""
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._errors import ConflictError, UsageError
+from .._errors import ConflictError
 
 __all__ = [
-    "DEFAULT_LOCATION",
     "FORMAT_VERSION",
+    "PAGE_SIZE",
     "AppendRequest",
     "AppendResult",
     "Meta",
@@ -46,15 +21,13 @@ __all__ = [
     "SnapshotRow",
     "Store",
     "StoreStats",
-    "open_store",
-    "resolve_location",
+    "keys_changed_message",
+    "paged_read",
+    "paged_snapshots",
 ]
 
 #: the newest journal format this code reads and writes
 FORMAT_VERSION: Final = 1
-
-#: where a journal lives when neither a location nor JOURNAL_URL is given (relative to the cwd)
-DEFAULT_LOCATION: Final = os.path.join(".journal", "journal.db")
 
 
 @dataclass(frozen=True)
@@ -148,6 +121,12 @@ class Store(ABC):
         self.stats = StoreStats()
         #: where ``create(replace=True)`` moved what was at the location (None: nothing moved)
         self.set_aside: str | None = None
+
+    def _count_append(self, results: Sequence[AppendResult], rows: int) -> None:
+        """Instrumentation after one committed append transaction."""
+        self.stats.append_transactions += 1
+        self.stats.append_requests += sum(1 for r in results if isinstance(r, list))
+        self.stats.rows_appended += rows
 
     # --- identity and metadata -----------------------------------------------------------
 
@@ -299,6 +278,21 @@ def paged_read(
         cursor = rows[-1].seq
 
 
+#: one page of snapshots after (stream, seq) (None: from the first) -> at most PAGE_SIZE of them
+SnapshotFetch = Callable[[tuple[str, int] | None], list[SnapshotRow]]
+
+
+def paged_snapshots(fetch: SnapshotFetch) -> Iterator[SnapshotRow]:
+    """Every snapshot in (stream, seq) order, PAGE_SIZE per query, for any store."""
+    last: tuple[str, int] | None = None
+    while True:
+        snaps = fetch(last)
+        yield from snaps
+        if len(snaps) < PAGE_SIZE:
+            return
+        last = (snaps[-1].stream, snaps[-1].seq)
+
+
 def keys_changed_message(location: str) -> str:
     """What a rekey that lost the compare-and-swap says (both stores)."""
     return (
@@ -306,43 +300,3 @@ def keys_changed_message(location: str) -> str:
         "was opened (a concurrent rekey won); nothing was changed: open it with the new "
         "password and rekey again if needed"
     )
-
-
-def resolve_location(location: str | os.PathLike[str] | None) -> str:
-    """None -> ``$JOURNAL_URL`` if set, else ``.journal/journal.db`` under the cwd."""
-    if location is None:
-        env = os.environ.get("JOURNAL_URL", "").strip()
-        return env if env else os.path.abspath(DEFAULT_LOCATION)
-    text = os.fspath(location)
-    if not text:
-        raise UsageError("the journal location is empty: give a file path or a postgresql:// URL")
-    return text
-
-
-_PG_SCHEMES: Final = ("postgresql://", "postgres://")
-_SQLITE_SCHEME: Final = "sqlite:///"
-
-
-def open_store(location: str | os.PathLike[str] | None = None) -> Store:
-    """Pick the store for a location. Creates no connection and touches no file.
-
-    * ``postgresql://…`` / ``postgres://…``: the PostgreSQL store.
-    * a plain file path, or ``sqlite:///relative/path`` / ``sqlite:////absolute/path``
-      (SQLAlchemy's spelling): the SQLite store.
-    """
-    text = resolve_location(location)
-    lowered = text.lower()
-    if lowered.startswith(_PG_SCHEMES):
-        from ._pg_store import PostgresStore
-
-        return PostgresStore(text)
-    if lowered.startswith(_SQLITE_SCHEME):
-        text = text[len(_SQLITE_SCHEME) :]  # as SQLAlchemy: sqlite:///rel.db, sqlite:////abs.db
-    elif "://" in text:
-        scheme = text.split("://", 1)[0]
-        raise UsageError(
-            f"unsupported journal URL scheme {scheme!r}: use a file path or a postgresql:// URL"
-        )
-    from ._sqlite_store import SQLiteStore
-
-    return SQLiteStore(text)

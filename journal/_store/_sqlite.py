@@ -45,8 +45,7 @@ from typing import Any, Final, TypeVar
 
 import sqlite_utils
 
-from ._errors import (
-    ConflictError,
+from .._errors import (
     IntegrityError,
     KeysChangedError,
     LockedError,
@@ -56,8 +55,7 @@ from ._errors import (
     UnsupportedJournalError,
     UsageError,
 )
-from ._store import (
-    FORMAT_VERSION,
+from ._base import (
     PAGE_SIZE,
     AppendRequest,
     AppendResult,
@@ -68,6 +66,19 @@ from ._store import (
     Store,
     keys_changed_message,
     paged_read,
+    paged_snapshots,
+)
+from ._rows import (
+    EVENT_COLUMNS,
+    INCOMPLETE_KEY,
+    SNAPSHOT_COLUMNS,
+    as_bytes,
+    event_params,
+    meta_from,
+    meta_values,
+    plan_append,
+    row_from,
+    snapshot_from,
 )
 
 __all__ = ["SQLiteStore"]
@@ -78,11 +89,8 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS: Final = 5_000
 #: how long a write keeps retrying while the database stays busy
 BUSY_DEADLINE_S: Final = 60.0
-#: rows fetched per query when iterating
 #: idle reader connections kept open
 MAX_IDLE_READERS: Final = 8
-#: the meta key of a journal that ``journal migrate`` has not finished (see ``Meta``)
-INCOMPLETE_KEY: Final = "incomplete"
 #: how often creation re-reads a location that changes under it before giving up
 _CREATE_ATTEMPTS: Final = 50
 #: what ``link`` answers on a file system without hard links (then creation renames instead)
@@ -90,7 +98,6 @@ _NO_HARD_LINKS: Final = frozenset(
     {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
 )
 
-_EVENT_COLUMNS: Final = "seq, stream, version, key_id, prev_hash, hash, data"
 _HEAD_SQL: Final = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
 # distinct streams by skipping through the (stream, seq) index: one seek per stream
 _STREAMS_SQL: Final = """
@@ -102,6 +109,8 @@ WITH RECURSIVE s(name) AS (
 SELECT name FROM s WHERE name IS NOT NULL
 """
 _SNAPSHOT_STREAMS_SQL: Final = _STREAMS_SQL.replace("events", "snapshots")
+_VERSION_SQL: Final = "SELECT MAX(version) FROM events WHERE stream = ?"
+_INSERT_EVENTS_SQL: Final = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 # Primary SQLite result codes (https://www.sqlite.org/rescode.html)
 _SQLITE_PERM: Final = 3
@@ -189,6 +198,11 @@ def _transaction(
             raise translate_error(exc, location, action, waited=time.monotonic() - started) from exc
 
 
+def _stream_version(conn: sqlite3.Connection, stream: str) -> int:
+    found = conn.execute(_VERSION_SQL, (stream,)).fetchone()
+    return int(found[0]) if found and found[0] is not None else 0
+
+
 def _existing_ancestor(path: str) -> str:
     while not os.path.exists(path):
         parent = os.path.dirname(path)
@@ -225,42 +239,6 @@ def _empty_file_message(path: str, what: str = "an empty file") -> str:
         "backup); to start a new journal here, run `journal deploy --new` (or `dev --new`, "
         "`configure --new`): the file is moved aside, not deleted"
     )
-
-
-def _as_bytes(value: object) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, memoryview | bytearray):
-        return bytes(value)
-    return str(value).encode("utf-8")
-
-
-def _row(values: Sequence[Any]) -> Row:
-    seq, stream, version, key_id, prev_hash, hash_, data = values
-    try:
-        return Row(
-            seq=int(seq),
-            stream=stream if isinstance(stream, str) else _as_bytes(stream).decode("latin-1"),
-            version=int(version),
-            key_id=str(key_id),
-            prev_hash=_as_bytes(prev_hash),
-            hash=_as_bytes(hash_),
-            data=_as_bytes(data),
-        )
-    except (TypeError, ValueError) as exc:
-        raise IntegrityError("the stored row has malformed columns", seq=seq) from exc
-
-
-def _snapshot(values: Sequence[Any]) -> SnapshotRow:
-    stream, seq, key_id, data = values
-    try:
-        return SnapshotRow(
-            stream=str(stream), seq=int(seq), key_id=str(key_id), data=_as_bytes(data)
-        )
-    except (TypeError, ValueError) as exc:
-        raise IntegrityError(
-            f"the snapshot of stream {stream!r} has malformed columns", seq=None
-        ) from exc
 
 
 class SQLiteStore(Store):
@@ -420,45 +398,8 @@ class SQLiteStore(Store):
                 "point --journal (or JOURNAL_URL) at the journal, or move this file away"
             )
         values = {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM meta")}
-        try:
-            fmt = int(values["format_version"])
-        except (KeyError, ValueError) as exc:
-            raise UnsupportedJournalError(
-                f"{self._path} is not a journal: its metadata has no format version"
-            ) from exc
-        if values.get("kdf", "argon2id") != "argon2id":
-            raise UnsupportedJournalError(
-                f"the journal at {self._path} uses key derivation {values['kdf']!r}, "
-                "which this version of journal does not know: upgrade journal"
-            )
-        if fmt > FORMAT_VERSION:
-            raise UnsupportedJournalError(
-                f"the journal at {self._path} has format {fmt}, newer than this version of "
-                f"journal reads (format {FORMAT_VERSION}): upgrade journal"
-            )
         keys = conn.execute("SELECT key_id, wrapped FROM keys")
-        wrapped = {str(k): _as_bytes(v) for k, v in keys}
-        try:
-            meta = Meta(
-                journal_id=values["journal_id"],
-                format_version=fmt,
-                kdf_opslimit=int(values["kdf_opslimit"]),
-                kdf_memlimit=int(values["kdf_memlimit"]),
-                salt=bytes.fromhex(values["salt"]),
-                current_key_id=values["current_key_id"],
-                wrapped_keys=wrapped,
-                incomplete=INCOMPLETE_KEY in values,
-            )
-        except (KeyError, ValueError) as exc:
-            raise UnsupportedJournalError(
-                f"the journal at {self._path} has incomplete metadata ({exc}); "
-                "it was not written by journal or is damaged"
-            ) from exc
-        if meta.current_key_id not in wrapped:
-            raise UnsupportedJournalError(
-                f"the journal at {self._path} lacks its data key {meta.current_key_id!r}"
-            )
-        return meta
+        return meta_from(values, {str(k): as_bytes(v) for k, v in keys}, self._path)
 
     def create(self, meta: Meta, *, replace: bool = False) -> Meta:
         self._check_open()
@@ -617,17 +558,7 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _write_meta(conn: sqlite3.Connection, meta: Meta) -> None:
-        values = {
-            "journal_id": meta.journal_id,
-            "format_version": str(meta.format_version),
-            "kdf": "argon2id",
-            "kdf_opslimit": str(meta.kdf_opslimit),
-            "kdf_memlimit": str(meta.kdf_memlimit),
-            "salt": meta.salt.hex(),
-            "current_key_id": meta.current_key_id,
-        }
-        if meta.incomplete:
-            values[INCOMPLETE_KEY] = "journal migrate"
+        values = meta_values(meta)
         conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", values.items())
         conn.execute("DELETE FROM keys")
         conn.executemany(
@@ -660,14 +591,11 @@ class SQLiteStore(Store):
     def head(self) -> tuple[int, bytes] | None:
         with self._reader("reading") as conn:
             found = conn.execute(_HEAD_SQL).fetchone()
-        return None if found is None else (int(found[0]), _as_bytes(found[1]))
+        return None if found is None else (int(found[0]), as_bytes(found[1]))
 
     def stream_version(self, stream: str) -> int:
         with self._reader("reading") as conn:
-            found = conn.execute(
-                "SELECT MAX(version) FROM events WHERE stream = ?", (stream,)
-            ).fetchone()
-        return int(found[0]) if found and found[0] is not None else 0
+            return _stream_version(conn, stream)
 
     def streams(self) -> list[str]:
         with self._reader("reading") as conn:
@@ -677,58 +605,19 @@ class SQLiteStore(Store):
     def append(
         self, requests: Sequence[AppendRequest], seal: RowSealer, genesis: bytes
     ) -> list[AppendResult]:
-        with self._write_lock:
-            results, rows = self._write(
-                lambda conn: self._append(conn, requests, seal, genesis), "appending to"
+        def tx(conn: sqlite3.Connection) -> tuple[list[AppendResult], list[Row]]:
+            head = conn.execute(_HEAD_SQL).fetchone()
+            planned = plan_append(
+                requests, seal, head, genesis, lambda stream: _stream_version(conn, stream)
             )
-            self.stats.append_transactions += 1
-            self.stats.append_requests += sum(1 for r in results if isinstance(r, list))
-            self.stats.rows_appended += rows
-        return results
+            if planned[1]:
+                conn.executemany(_INSERT_EVENTS_SQL, event_params(planned[1]))
+            return planned
 
-    @staticmethod
-    def _append(
-        conn: sqlite3.Connection,
-        requests: Sequence[AppendRequest],
-        seal: RowSealer,
-        genesis: bytes,
-    ) -> tuple[list[AppendResult], int]:
-        found = conn.execute(_HEAD_SQL).fetchone()
-        seq, prev = (0, genesis) if found is None else (int(found[0]), _as_bytes(found[1]))
-        versions: dict[str, int] = {}
-        results: list[AppendResult] = []
-        new_rows: list[Row] = []
-        for request in requests:
-            stream = request.stream
-            if stream not in versions:
-                got = conn.execute(
-                    "SELECT MAX(version) FROM events WHERE stream = ?", (stream,)
-                ).fetchone()
-                versions[stream] = int(got[0]) if got and got[0] is not None else 0
-            version = versions[stream]
-            expected = request.expected_version
-            if expected is not None and expected != version:
-                results.append(ConflictError(stream, expected, version))
-                continue
-            rows: list[Row] = []
-            for plain in request.plaintexts:
-                seq += 1
-                version += 1
-                row = seal(stream, seq, version, prev, plain)
-                prev = row.hash
-                rows.append(row)
-            versions[stream] = version
-            results.append(rows)
-            new_rows.extend(rows)
-        if new_rows:
-            conn.executemany(
-                f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (r.seq, r.stream, r.version, r.key_id, r.prev_hash, r.hash, r.data)
-                    for r in new_rows
-                ],
-            )
-        return results, len(new_rows)
+        with self._write_lock:
+            results, rows = self._write(tx, "appending to")
+            self._count_append(results, len(rows))
+        return results
 
     def read(
         self,
@@ -753,22 +642,22 @@ class SQLiteStore(Store):
         def fetch(conditions: list[tuple[str, Any]], descending: bool, size: int) -> list[Row]:
             where = " AND ".join(f"{c} ?" for c, _ in conditions)
             sql = (
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} "
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} "
                 f"ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT {size}"
             )
             params = [v for _, v in conditions]
             with self._reader("reading") as conn:
                 page = conn.execute(sql, params).fetchall()
-            return [_row(values) for values in page]
+            return [row_from(values) for values in page]
 
         return paged_read(fetch, stream, after_seq, upto_seq, reverse, limit)
 
     def get(self, seq: int) -> Row | None:
         with self._reader("reading") as conn:
             found = conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq = ?", (seq,)
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?", (seq,)
             ).fetchone()
-        return None if found is None else _row(found)
+        return None if found is None else row_from(found)
 
     # --- snapshots -----------------------------------------------------------------------
 
@@ -783,14 +672,14 @@ class SQLiteStore(Store):
             self._write(tx, "writing a snapshot to")
 
     def latest_snapshot(self, stream: str, upto_seq: int | None = None) -> SnapshotRow | None:
-        sql = "SELECT stream, seq, key_id, data FROM snapshots WHERE stream = ?"
+        sql = f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE stream = ?"
         params: list[Any] = [stream]
         if upto_seq is not None:
             sql += " AND seq <= ?"
             params.append(upto_seq)
         with self._reader("reading") as conn:
             found = conn.execute(sql + " ORDER BY seq DESC LIMIT 1", params).fetchone()
-        return None if found is None else _snapshot(found)
+        return None if found is None else snapshot_from(found)
 
     def snapshot_streams(self) -> list[str]:
         with self._reader("reading") as conn:
@@ -798,12 +687,9 @@ class SQLiteStore(Store):
 
     def snapshots(self) -> Iterator[SnapshotRow]:
         self._check_open()
-        return self._snapshot_pages()
 
-    def _snapshot_pages(self) -> Iterator[SnapshotRow]:
-        last: tuple[str, int] | None = None
-        while True:
-            sql = "SELECT stream, seq, key_id, data FROM snapshots"
+        def fetch(last: tuple[str, int] | None) -> list[SnapshotRow]:
+            sql = f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots"
             params: tuple[Any, ...] = ()
             if last is not None:
                 sql += " WHERE (stream, seq) > (?, ?)"
@@ -812,11 +698,9 @@ class SQLiteStore(Store):
                 page = conn.execute(
                     sql + f" ORDER BY stream, seq LIMIT {PAGE_SIZE}", params
                 ).fetchall()
-            snaps = [_snapshot(values) for values in page]
-            yield from snaps
-            if len(snaps) < PAGE_SIZE:
-                return
-            last = (snaps[-1].stream, snaps[-1].seq)
+            return [snapshot_from(values) for values in page]
+
+        return paged_snapshots(fetch)
 
     # --- locks ---------------------------------------------------------------------------
 
