@@ -14,13 +14,37 @@ nothing here ever holds a plaintext secret.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 from ._codec import mask, reveal
-from ._errors import UsageError
+from ._errors import UnsupportedJournalError, UsageError
+from ._events import (
+    Created,
+    CreateRequested,
+    CredentialStored,
+    Deleted,
+    DeleteRequested,
+    DomainEvent,
+    Failed,
+    Forgotten,
+    Imported,
+    OutputsRecorded,
+    PolicyChanged,
+    Recovered,
+    Replaced,
+    ReplaceRequested,
+    ResourceEvent,
+    RunFinished,
+    RunStarted,
+    Updated,
+    UpdateRequested,
+    decode,
+)
+from ._protocols import JournalLike as _Journal
+from ._protocols import StoredEvent as _Event
 from ._secret import MASK
 
 __all__ = ["HistoryRecord", "history", "parse_since", "records"]
@@ -70,21 +94,6 @@ class HistoryRecord:
         }
 
 
-class _Event(Protocol):
-    @property
-    def seq(self) -> int: ...
-    @property
-    def stream(self) -> str: ...
-    @property
-    def payload(self) -> dict[str, Any]: ...
-
-
-class _Journal(Protocol):
-    def read(self, stream: str | None = None) -> Iterable[_Event]: ...
-
-    def streams(self) -> list[str]: ...
-
-
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     """``1h``, ``30m``, ``2d``, ``1w``, ``45s`` (that long ago) or an ISO 8601 time (a time
     without a zone is local time)."""
@@ -132,6 +141,39 @@ def _split_stream(stream: str) -> tuple[str | None, str | None]:
     return app, stage
 
 
+#: what a describer says of one event: (changes, detail, the resource it names if not its own)
+_Said = tuple[Json, str | None, str | None]
+_Describe = Callable[["_Folder", str, Any], _Said]
+#: how each event type shows in the audit trail (types absent: their name, nothing more)
+_DESCRIBE: dict[type[DomainEvent], _Describe] = {}
+#: types that name their own actor and host (the others take their run's)
+_SELF_ATTRIBUTED: tuple[type[DomainEvent], ...] = (RunStarted, CredentialStored)
+D = TypeVar("D", bound=_Describe)
+
+
+def _describes(*classes: type[DomainEvent]) -> Callable[[D], D]:
+    """Register ``fn(folder, stream, event) -> (changes, detail, resource)`` for ``classes``."""
+
+    def register(fn: D) -> D:
+        for cls in classes:
+            if cls in _DESCRIBE:
+                raise ValueError(f"{cls.__name__} already has a describer")
+            _DESCRIBE[cls] = fn
+        return fn
+
+    return register
+
+
+def _describer(cls: type[DomainEvent]) -> _Describe | None:
+    """The describer of ``cls`` or of its nearest base that has one (every ``Failed``
+    shows its error the same way)."""
+    for base in cls.__mro__:
+        found = _DESCRIBE.get(base)
+        if found is not None:
+            return found
+    return None
+
+
 class _Folder:
     """What the records need to remember while walking the events in order."""
 
@@ -146,45 +188,24 @@ class _Folder:
     def record(self, ev: _Event) -> HistoryRecord:
         p = ev.payload
         kind = str(p.get("type"))
+        try:
+            typed: DomainEvent | None = decode(p)
+        except UnsupportedJournalError:
+            typed = None  # a type this version does not know: shown by its name alone
         run_id = p.get("run")
         app, stage = _split_stream(ev.stream)
         rid = p.get("resource")
-        key = (ev.stream, str(rid))
         changes: Json = {}
         detail: str | None = None
-        if kind == "run.started":
-            info = {k: p.get(k) for k in ("actor", "host", "command", "stage")}
-            if isinstance(run_id, str):
-                self.runs[run_id] = info
-            detail = str(p.get("command"))
-            if p.get("target_seq") is not None:
-                detail += f" to sequence {p['target_seq']}"
-            if p.get("program"):
-                detail += f" ({p['program']})"
-        elif kind == "run.finished":
-            counts = p.get("counts") or {}
-            detail = str(p.get("status"))
-            if counts:
-                detail += ": " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-            failures = p.get("failures") or []
-            if failures:
-                detail += "; failed: " + "; ".join(
-                    f"{f.get('resource')}: {f.get('error')}" for f in failures
-                )
-        elif kind == "outputs.recorded":
-            new = p.get("outputs") or {}
-            changes = _prefixed("outputs", self.exports.get(ev.stream), new)
-            self.exports[ev.stream] = new
-        elif kind == "credential.stored":
-            detail = f"profile {p.get('profile')!r}: {p.get('name')} ({p.get('provider')})"
-            changes = {str(p.get("name")): [None, MASK]}
-            rid = f"{p.get('provider')}:{p.get('name')}"
-        elif kind.startswith("resource."):
-            changes, detail = self._resource(kind[len("resource.") :], key, p)
+        describe = _describer(type(typed)) if typed is not None else None
+        if describe is not None:
+            changes, detail, named = describe(self, ev.stream, typed)
+            rid = named if named is not None else rid
         action = kind[len("resource.") :] if kind.startswith("resource.") else kind
         run = self.runs.get(run_id, {}) if isinstance(run_id, str) else {}
-        actor = p.get("actor") if kind in ("run.started", "credential.stored") else None
-        host = p.get("host") if kind in ("run.started", "credential.stored") else None
+        own = isinstance(typed, _SELF_ATTRIBUTED)
+        actor = p.get("actor") if own else None
+        host = p.get("host") if own else None
         return HistoryRecord(
             seq=ev.seq,
             time=p.get("time"),
@@ -201,59 +222,137 @@ class _Folder:
             detail=detail,
         )
 
-    def _resource(self, action: str, key: tuple[str, str], p: Json) -> tuple[Json, str | None]:
-        old_props = self.props.get(key)
-        old_out = self.outputs.get(key)
-        changes: Json = {}
-        detail: str | None = None
-        if action in ("create.requested", "replace.requested"):
-            changes = _prefixed("props", old_props, p.get("props"))
-        elif action == "update.requested":
-            changes = _prefixed("props", p.get("old_props", old_props), p.get("props"))
-        elif action in ("created", "updated", "replaced", "imported"):
-            changes = _prefixed("props", old_props, p.get("props"))
-            changes |= _prefixed("outputs", old_out, p.get("outputs"))
-            self.props[key] = p.get("props")
-            self.outputs[key] = p.get("outputs")
-            if action in ("created", "imported"):
-                self.delete[key] = bool(p.get("delete", True))
-                detail = "adopted an existing object" if p.get("adopted") else None
-                if action == "imported":
-                    detail = f"from {p.get('source')}"
-            elif action == "replaced" and p.get("retired") is None:
-                detail = "the old object was deleted first"
-        elif action.endswith(".failed"):
-            detail = str(p.get("error"))
-            if p.get("ambiguous"):
-                detail += " (outcome unknown: the next run checks the remote object)"
-        elif action == "delete.requested":
-            detail = "retired object" if p.get("target") == "retired" else None
-        elif action in ("deleted", "forgotten"):
-            if p.get("target") == "retired":
-                changes = _prefixed("outputs", p.get("outputs"), None)
-                detail = "retired object"
-            else:
-                changes = _prefixed("props", old_props, None)
-                changes |= _prefixed("outputs", old_out if old_out else p.get("outputs"), None)
-                self.props.pop(key, None)
-                self.outputs.pop(key, None)
-            if action == "forgotten":
-                note = f"{p.get('reason')}: the remote object is kept"
-                detail = f"{detail}; {note}" if detail else note
-        elif action == "policy.changed":
-            new_delete = bool(p.get("delete"))
-            changes = {"delete": [self.delete.get(key), new_delete]}
-            self.delete[key] = new_delete
-        elif action == "recovered":
-            found = "found" if p.get("found") else "not found"
-            detail = f"interrupted {p.get('op')}: remote object {found}"
-            if p.get("found") and p.get("outputs") is not None and p.get("op") != "delete":
-                changes = _prefixed("outputs", old_out, p.get("outputs"))
-                self.outputs[key] = p.get("outputs")
-                if p.get("props") is not None:
-                    changes |= _prefixed("props", old_props, p.get("props"))
-                    self.props[key] = p.get("props")
-        return changes, detail
+
+@_describes(RunStarted)
+def _run_started(folder: _Folder, stream: str, ev: RunStarted) -> _Said:
+    run_id = ev.get("run")
+    if isinstance(run_id, str):
+        folder.runs[run_id] = {k: ev.get(k) for k in ("actor", "host", "command", "stage")}
+    detail = str(ev.command)
+    if ev.get("target_seq") is not None:
+        detail += f" to sequence {ev.get('target_seq')}"
+    if ev.get("program"):
+        detail += f" ({ev.get('program')})"
+    return {}, detail, None
+
+
+@_describes(RunFinished)
+def _run_finished(folder: _Folder, stream: str, ev: RunFinished) -> _Said:
+    counts = ev.counts or {}
+    detail = str(ev.status)
+    if counts:
+        detail += ": " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    failures = ev.get("failures") or []
+    if failures:
+        detail += "; failed: " + "; ".join(
+            f"{f.get('resource')}: {f.get('error')}" for f in failures
+        )
+    return {}, detail, None
+
+
+@_describes(OutputsRecorded)
+def _outputs_recorded(folder: _Folder, stream: str, ev: OutputsRecorded) -> _Said:
+    new = ev.outputs or {}
+    changes = _prefixed("outputs", folder.exports.get(stream), new)
+    folder.exports[stream] = new
+    return changes, None, None
+
+
+@_describes(CredentialStored)
+def _credential_stored(folder: _Folder, stream: str, ev: CredentialStored) -> _Said:
+    detail = f"profile {ev.profile!r}: {ev.name} ({ev.provider})"
+    return {str(ev.name): [None, MASK]}, detail, f"{ev.provider}:{ev.name}"
+
+
+def _key(stream: str, ev: ResourceEvent) -> tuple[str, str]:
+    return (stream, str(ev.resource))
+
+
+@_describes(CreateRequested, ReplaceRequested)
+def _requested(folder: _Folder, stream: str, ev: CreateRequested | ReplaceRequested) -> _Said:
+    return _prefixed("props", folder.props.get(_key(stream, ev)), ev.props), None, None
+
+
+@_describes(UpdateRequested)
+def _update_requested(folder: _Folder, stream: str, ev: UpdateRequested) -> _Said:
+    old = ev.get("old_props", folder.props.get(_key(stream, ev)))
+    return _prefixed("props", old, ev.props), None, None
+
+
+@_describes(Created, Updated, Replaced, Imported)
+def _succeeded(folder: _Folder, stream: str, ev: Created | Updated | Replaced | Imported) -> _Said:
+    key = _key(stream, ev)
+    changes = _prefixed("props", folder.props.get(key), ev.props)
+    changes |= _prefixed("outputs", folder.outputs.get(key), ev.outputs)
+    folder.props[key] = ev.props
+    folder.outputs[key] = ev.outputs
+    detail: str | None = None
+    if isinstance(ev, Created | Imported):
+        folder.delete[key] = bool(ev.get("delete", True))
+        detail = "adopted an existing object" if ev.get("adopted") else None
+        if isinstance(ev, Imported):
+            detail = f"from {ev.source}"
+    elif isinstance(ev, Replaced) and ev.retired is None:
+        detail = "the old object was deleted first"
+    return changes, detail, None
+
+
+@_describes(Failed)
+def _failed(folder: _Folder, stream: str, ev: Failed) -> _Said:
+    detail = str(ev.error)
+    if ev.get("ambiguous"):
+        detail += " (outcome unknown: the next run checks the remote object)"
+    return {}, detail, None
+
+
+@_describes(DeleteRequested)
+def _delete_requested(folder: _Folder, stream: str, ev: DeleteRequested) -> _Said:
+    return {}, ("retired object" if ev.target == "retired" else None), None
+
+
+@_describes(Deleted, Forgotten)
+def _gone(folder: _Folder, stream: str, ev: Deleted | Forgotten) -> _Said:
+    key = _key(stream, ev)
+    changes: Json
+    detail: str | None = None
+    if ev.get("target") == "retired":
+        changes = _prefixed("outputs", ev.get("outputs"), None)
+        detail = "retired object"
+    else:
+        old_out = folder.outputs.get(key)
+        changes = _prefixed("props", folder.props.get(key), None)
+        changes |= _prefixed("outputs", old_out if old_out else ev.get("outputs"), None)
+        folder.props.pop(key, None)
+        folder.outputs.pop(key, None)
+    if isinstance(ev, Forgotten):
+        note = f"{ev.reason}: the remote object is kept"
+        detail = f"{detail}; {note}" if detail else note
+    return changes, detail, None
+
+
+@_describes(PolicyChanged)
+def _policy_changed(folder: _Folder, stream: str, ev: PolicyChanged) -> _Said:
+    key = _key(stream, ev)
+    new_delete = bool(ev.delete)
+    changes: Json = {"delete": [folder.delete.get(key), new_delete]}
+    folder.delete[key] = new_delete
+    return changes, None, None
+
+
+@_describes(Recovered)
+def _recovered(folder: _Folder, stream: str, ev: Recovered) -> _Said:
+    key = _key(stream, ev)
+    found = "found" if ev.found else "not found"
+    detail = f"interrupted {ev.op}: remote object {found}"
+    changes: Json = {}
+    outputs = ev.get("outputs")
+    if ev.found and outputs is not None and ev.op != "delete":
+        changes = _prefixed("outputs", folder.outputs.get(key), outputs)
+        folder.outputs[key] = outputs
+        if ev.get("props") is not None:
+            changes |= _prefixed("props", folder.props.get(key), ev.get("props"))
+            folder.props[key] = ev.get("props")
+    return changes, detail, None
 
 
 def records(events: Iterable[_Event], *, show_secrets: bool = False) -> Iterable[HistoryRecord]:

@@ -10,12 +10,39 @@ only the events after it, so loading costs the same whatever the journal's lengt
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 from ._errors import UnknownSequenceError
-from ._events import upcast
+from ._events import (
+    Created,
+    CreateFailed,
+    CreateRequested,
+    Deleted,
+    DeleteFailed,
+    DeleteRequested,
+    DomainEvent,
+    Failed,
+    Forgotten,
+    Imported,
+    OutputsRecorded,
+    PolicyChanged,
+    Recovered,
+    Replaced,
+    ReplaceFailed,
+    ReplaceRequested,
+    Requested,
+    ResourceEvent,
+    RunFinished,
+    RunStarted,
+    Updated,
+    UpdateFailed,
+    UpdateRequested,
+    decode,
+)
+from ._protocols import JournalLike as _Journal
+from ._protocols import StoredEvent as _Event
 
 __all__ = [
     "ResourceState",
@@ -120,136 +147,183 @@ class StreamState:
         return [r for r in self.resources.values() if r.pending is not None]
 
 
-class _Event(Protocol):
-    @property
-    def seq(self) -> int: ...
-    @property
-    def version(self) -> int: ...
-    @property
-    def payload(self) -> dict[str, Any]: ...
+#: how each event type changes the state: the fold's dispatch table (types absent: no change)
+_Fold = Callable[[StreamState, int, Any], None]
+_FOLD: dict[type[DomainEvent], _Fold] = {}
+F = TypeVar("F", bound=_Fold)
 
 
-def _resource(state: StreamState, p: Json, seq: int) -> ResourceState:
-    rid = p["resource"]
-    res = state.resources.get(rid)
-    if res is None:
-        res = ResourceState(
-            id=rid, type=p["resource_type"], props=p.get("props", {}), created_seq=seq
-        )
-        state.resources[rid] = res
-    return res
+def _folds(*classes: type[DomainEvent]) -> Callable[[F], F]:
+    """Register ``fn(state, seq, event)`` as the fold of ``classes``."""
+
+    def register(fn: F) -> F:
+        for cls in classes:
+            if cls in _FOLD:
+                raise ValueError(f"{cls.__name__} already has a fold")
+            _FOLD[cls] = fn
+        return fn
+
+    return register
 
 
 def apply(state: StreamState, seq: int, version: int, raw: Json) -> None:
     """Fold one event into ``state`` (in place)."""
-    p = upcast(raw)
-    kind = p["type"]
+    ev = decode(raw)
     # concurrent appenders of one run may fold their events slightly out of order
     state.seq = max(state.seq, seq)
     state.version = max(state.version, version)
-    if kind == "run.started":
-        state.last_run = {k: p.get(k) for k in ("run", "command", "actor", "host", "time")}
-        state.last_run["seq"] = seq
-        return
-    if kind == "run.finished":
-        if state.last_run is not None and state.last_run.get("run") == p["run"]:
-            state.last_run["status"] = p["status"]
-        return
-    if kind == "outputs.recorded":
-        state.outputs = p["outputs"]
-        return
-    if not kind.startswith("resource."):
-        return
-    rid = p["resource"]
-    action = kind[len("resource.") :]
-    if action in ("create.requested", "update.requested", "replace.requested"):
-        res = _resource(state, p, seq)
-        op = action.split(".")[0]
-        res.pending = {"op": op, "seq": seq, "props": p["props"]}
-        if op == "create":
-            res.deps = p["deps"]
-            res.refs = p.get("refs", {})
-            res.delete = p.get("delete", res.delete)
-            res.options = p.get("options", res.options)
-            res.type = p["resource_type"]
-            if not res.exists:
-                res.props = p["props"]
-        return
-    if action == "delete.requested":
-        res = _resource(state, p, seq)
-        res.pending = {"op": "delete", "seq": seq, "target": p["target"], "outputs": p["outputs"]}
-        return
+    fold_one = _FOLD.get(type(ev))
+    if fold_one is not None:
+        fold_one(state, seq, ev)
+
+
+def _resource(state: StreamState, ev: ResourceEvent, seq: int) -> ResourceState:
+    res = state.resources.get(ev.resource)
+    if res is None:
+        res = ResourceState(
+            id=ev.resource, type=ev.resource_type, props=ev.get("props", {}), created_seq=seq
+        )
+        state.resources[ev.resource] = res
+    return res
+
+
+@_folds(RunStarted)
+def _run_started(state: StreamState, seq: int, ev: RunStarted) -> None:
+    state.last_run = {k: ev.get(k) for k in ("run", "command", "actor", "host", "time")}
+    state.last_run["seq"] = seq
+
+
+@_folds(RunFinished)
+def _run_finished(state: StreamState, seq: int, ev: RunFinished) -> None:
+    if state.last_run is not None and state.last_run.get("run") == ev.get("run"):
+        state.last_run["status"] = ev.status
+
+
+@_folds(OutputsRecorded)
+def _outputs_recorded(state: StreamState, seq: int, ev: OutputsRecorded) -> None:
+    state.outputs = ev.outputs
+
+
+@_folds(CreateRequested, UpdateRequested, ReplaceRequested)
+def _requested(state: StreamState, seq: int, ev: Requested) -> None:
+    res = _resource(state, ev, seq)
+    res.pending = {"op": ev.OP, "seq": seq, "props": ev.props}
+    if isinstance(ev, CreateRequested):
+        res.deps = ev.deps
+        res.refs = ev.get("refs", {})
+        res.delete = ev.get("delete", res.delete)
+        res.options = ev.get("options", res.options)
+        res.type = ev.resource_type
+        if not res.exists:
+            res.props = ev.props
+
+
+@_folds(DeleteRequested)
+def _delete_requested(state: StreamState, seq: int, ev: DeleteRequested) -> None:
+    res = _resource(state, ev, seq)
+    res.pending = {"op": "delete", "seq": seq, "target": ev.target, "outputs": ev.outputs}
+
+
+@_folds(Created, Imported, Updated, Replaced)
+def _succeeded(state: StreamState, seq: int, ev: Created | Imported | Updated | Replaced) -> None:
     # an imported object is recorded exactly like one this engine created
-    created = action in ("created", "imported")
-    res_or_none = _resource(state, p, seq) if created else state.resources.get(rid)
-    if res_or_none is None:
+    created = isinstance(ev, Created | Imported)
+    res = _resource(state, ev, seq) if created else state.resources.get(ev.resource)
+    if res is None:
         return
-    res = res_or_none
-    if created or action in ("updated", "replaced"):
-        res.pending = None
-        res.props = p["props"]
-        res.outputs = p["outputs"]
-        res.updated_seq = seq
-        if "deps" in p:
-            res.deps = p["deps"]
-            res.refs = p.get("refs", {})
-        if created:
-            res.created_seq = seq
-            res.delete = p.get("delete", res.delete)
-            res.options = p.get("options", res.options)
-        if action == "replaced" and p["retired"] is not None:
-            res.retired.append(p["retired"])
-        return
-    if action in ("create.failed", "update.failed", "replace.failed"):
-        if p.get("ambiguous"):
-            return  # outcome unknown: stays pending until the next run reads the remote object
-        res.pending = None
-        if not res.exists and not res.retired:
-            del state.resources[rid]
-        return
-    if action == "deleted":
-        if p["target"] == "retired":
-            res.retired = [r for r in res.retired if r.get("outputs") != p["outputs"]]
-            res.pending = None
-        else:
-            del state.resources[rid]
-        return
-    if action == "delete.failed":
-        res.pending = None
-        return
-    if action == "forgotten":
-        if p.get("target") == "retired":
-            res.retired = [r for r in res.retired if r.get("outputs") != p.get("outputs")]
-        else:
-            del state.resources[rid]
-        return
-    if action == "policy.changed":
-        res.delete = p["delete"]
-        res.options = p.get("options", res.options)
-        return
-    if action == "recovered":
-        _recovered(state, res, p)
+    res.pending = None
+    res.props = ev.props
+    res.outputs = ev.outputs
+    res.updated_seq = seq
+    if ev.has("deps"):
+        res.deps = ev.get("deps")
+        res.refs = ev.get("refs", {})
+    if created:
+        res.created_seq = seq
+        res.delete = ev.get("delete", res.delete)
+        res.options = ev.get("options", res.options)
+    if isinstance(ev, Replaced) and ev.retired is not None:
+        res.retired.append(ev.retired)
 
 
-def _recovered(state: StreamState, res: ResourceState, p: Json) -> None:
-    op, found = p["op"], p["found"]
+def _existing(fn: Callable[[StreamState, ResourceState, Any], None]) -> _Fold:
+    """A fold of an event about a resource the state must already hold (else: no change)."""
+
+    def fold_one(state: StreamState, seq: int, ev: ResourceEvent) -> None:
+        res = state.resources.get(ev.resource)
+        if res is not None:
+            fn(state, res, ev)
+
+    return fold_one
+
+
+def _drop_retired(res: ResourceState, outputs: Any) -> None:
+    res.retired = [r for r in res.retired if r.get("outputs") != outputs]
+
+
+@_folds(CreateFailed, UpdateFailed, ReplaceFailed)
+@_existing
+def _failed(state: StreamState, res: ResourceState, ev: Failed) -> None:
+    if ev.get("ambiguous"):
+        return  # outcome unknown: stays pending until the next run reads the remote object
+    res.pending = None
+    if not res.exists and not res.retired:
+        del state.resources[res.id]
+
+
+@_folds(Deleted)
+@_existing
+def _deleted(state: StreamState, res: ResourceState, ev: Deleted) -> None:
+    if ev.target == "retired":
+        _drop_retired(res, ev.outputs)
+        res.pending = None
+    else:
+        del state.resources[res.id]
+
+
+@_folds(DeleteFailed)
+@_existing
+def _delete_failed(state: StreamState, res: ResourceState, ev: DeleteFailed) -> None:
+    res.pending = None
+
+
+@_folds(Forgotten)
+@_existing
+def _forgotten(state: StreamState, res: ResourceState, ev: Forgotten) -> None:
+    if ev.get("target") == "retired":
+        _drop_retired(res, ev.get("outputs"))
+    else:
+        del state.resources[res.id]
+
+
+@_folds(PolicyChanged)
+@_existing
+def _policy_changed(state: StreamState, res: ResourceState, ev: PolicyChanged) -> None:
+    res.delete = ev.delete
+    res.options = ev.get("options", res.options)
+
+
+@_folds(Recovered)
+@_existing
+def _recovered(state: StreamState, res: ResourceState, ev: Recovered) -> None:
+    op, found = ev.op, ev.found
     res.pending = None
     if op == "create":
         if found:
-            res.outputs = p["outputs"]
-            res.props = p["props"]
+            res.outputs = ev.get("outputs")
+            res.props = ev.get("props")
         elif not res.exists:
             del state.resources[res.id]
     elif op in ("update", "replace"):
         if found:
-            res.outputs = p["outputs"]
+            res.outputs = ev.get("outputs")
             if op == "replace":
-                res.props = p["props"]
-                if p.get("retired"):
-                    res.retired.append(p["retired"])
+                res.props = ev.get("props")
+                if ev.get("retired"):
+                    res.retired.append(ev.get("retired"))
     elif op == "delete" and not found:
-        if p.get("target") == "retired":
-            res.retired = [r for r in res.retired if r.get("outputs") != p.get("outputs")]
+        if ev.get("target") == "retired":
+            _drop_retired(res, ev.get("outputs"))
         else:
             del state.resources[res.id]
 
@@ -259,24 +333,6 @@ def fold(stream: str, events: Iterable[_Event], state: StreamState | None = None
     for ev in events:
         apply(state, ev.seq, ev.version, ev.payload)
     return state
-
-
-class _Journal(Protocol):
-    def read(
-        self,
-        stream: str | None = None,
-        *,
-        after_seq: int = 0,
-        upto_seq: int | None = None,
-    ) -> Iterable[_Event]: ...
-
-    def latest_snapshot(
-        self, stream: str, upto_seq: int | None = None
-    ) -> tuple[int, dict[str, Any]] | None: ...
-
-    def put_snapshot(self, stream: str, seq: int, state: dict[str, Any]) -> None: ...
-
-    def head(self) -> tuple[int, str]: ...
 
 
 def load_state(journal: _Journal, stream: str, upto_seq: int | None = None) -> StreamState:

@@ -158,7 +158,7 @@ class ReadOnlyJournal:
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
         raise PermissionError("the journal ui is read only")
 
-    append = put_snapshot = lock = rekey = _refuse
+    append = put_snapshot = lock = rekey = ensure_writable = _refuse
 
 
 class VerifyJob:
