@@ -8,7 +8,6 @@ accepted both before the command (``journal --stage prod deploy``) and after it
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
+from journal import _settings
 from journal._errors import IntegrityError, UsageError
 
 from ._output import Output
@@ -41,18 +41,11 @@ class State:
 
     def stage_name(self) -> str:
         """``--stage``, else JOURNAL_STAGE, else the OS user name."""
-        if self.stage:
-            return self.stage
-        env = os.environ.get("JOURNAL_STAGE", "").strip()
-        if env:
-            return env
-        from journal._engine import actor
-
-        return actor()
+        return _settings.stage(self.stage)
 
     def explicit_stage(self) -> str | None:
         """The stage only if the user chose one (else the program's own choice applies)."""
-        return self.stage or os.environ.get("JOURNAL_STAGE", "").strip() or None
+        return self.stage or _settings.stage_from_env()
 
     def location(self) -> str:
         """The journal of a command that runs no program: ``--journal``, else JOURNAL_URL,

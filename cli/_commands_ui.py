@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import webbrowser
 
 import click
 
 from journal._errors import MissingPasswordError
+from journal._settings import password_from_env
 
 from ._commands_common import State, journal_option, pass_state
 
 
 def _password(state: State) -> str:
     """JOURNAL_PASSWORD (or ALCHEMY_PASSWORD), else asked once on a terminal."""
-    password = os.environ.get("JOURNAL_PASSWORD") or os.environ.get("ALCHEMY_PASSWORD")
+    password = password_from_env()
     if password:
         return password
     if not state.out.interactive:

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from journal import _settings
+
 if TYPE_CHECKING:
     from journal._engine import Change, RunResult
 
-MASK = "********"
+MASK = _settings.MASK
 
 #: action -> (doing, done)
 VERBS: dict[str, tuple[str, str]] = {

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
-from ._engine import Desired, Ref, Reporter, Run, RunResult, actor
+from . import _settings
+from ._engine import Desired, Ref, Reporter, Run, RunResult
 from ._errors import ProgramError, RunError, RunInterrupted, ValidationError
 from ._provider import get_provider
 from ._secret import Secret
@@ -132,7 +133,7 @@ class App:
         from ._journal import Journal
 
         settings = _SETTINGS.get() or RunSettings()
-        stage = settings.stage or self._stage or os.environ.get("JOURNAL_STAGE") or actor()
+        stage = settings.stage or self._stage or _settings.stage()
         check_name("stage", stage)
         if settings.journal is not None:
             self._journal = settings.journal

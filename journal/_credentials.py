@@ -12,17 +12,18 @@ Reserved streams start with ``_``: they are never taken for an app's stage.
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from ._errors import UsageError
 from ._events import EVENT_TYPES
+from ._protocols import JournalLike as _Journal
 from ._secret import Secret, is_secret_json, secret_from_json, secret_to_json
+from ._settings import actor as _actor
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -59,14 +60,6 @@ class _Event(Protocol):
     def payload(self) -> dict[str, Any]: ...
 
 
-class _Journal(Protocol):
-    def read(self, stream: str | None = None) -> Iterable[_Event]: ...
-
-    def append(self, stream: str, payloads: Sequence[Mapping[str, Any]]) -> Sequence[_Event]: ...
-
-    def streams(self) -> list[str]: ...
-
-
 def _check(kind: str, value: str) -> str:
     from ._app import check_name
 
@@ -75,16 +68,6 @@ def _check(kind: str, value: str) -> str:
 
 def profile_stream(profile: str) -> str:
     return PROFILE_PREFIX + _check("profile", profile)
-
-
-def _actor() -> str:
-    env = os.environ.get("JOURNAL_ACTOR")
-    if env:
-        return env
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid{os.getuid()}"
 
 
 def store_credential(

@@ -41,6 +41,7 @@ from ._errors import (
     UnsupportedJournalError,
 )
 from ._runner import ProgramRun, local_modules, resolve_program, run_program
+from ._settings import journal_location, password_from_env
 
 __all__ = [
     "DEBOUNCE_MS",
@@ -67,12 +68,7 @@ _IGNORED_DIRS: Final = frozenset(
 def program_journal(program: Path, explicit: str | None = None) -> str:
     """Where a program's journal is: ``explicit`` (``--journal``), else ``JOURNAL_URL``, else
     ``.journal/journal.db`` next to the program."""
-    if explicit:
-        return explicit
-    env = os.environ.get("JOURNAL_URL", "").strip()
-    if env:
-        return env
-    return str(program.resolve().parent / ".journal" / "journal.db")
+    return explicit or journal_location(beside=program.resolve().parent)
 
 
 def journal_exists(location: str | os.PathLike[str] | None) -> bool:
@@ -150,11 +146,7 @@ def run_once(
         and settings.journal is None
         and not journal_exists(settings.location)
     ):
-        if not (
-            settings.password
-            or os.environ.get("JOURNAL_PASSWORD")
-            or os.environ.get("ALCHEMY_PASSWORD")
-        ):
+        if not (settings.password or password_from_env()):
             raise MissingPasswordError()
         settings.journal = _NoJournal()
     return run_program(path, settings)

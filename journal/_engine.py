@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import getpass
 import os
 import socket
 import threading
@@ -28,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from ._codec import diff, encode, mask
 from ._errors import (
@@ -45,9 +44,11 @@ from ._events import make_event
 from ._identity import check_endpoint, credential_record, gone_for_others, identity
 from ._interrupt import interruption
 from ._projection import ResourceState, StreamState, apply, load_state, snapshot_state, stream_name
+from ._protocols import JournalLike as _Journal
 from ._provider import Context, Provider, close_shared, get_provider
 from ._results import Change, Desired, Ref, Reporter, RunResult, Silent
 from ._secret import Secret
+from ._settings import actor as actor
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -78,38 +79,8 @@ class Abandoned(KeyboardInterrupt):
 _APPEND_DRAIN_S: Final = 10.0
 
 
-class _Journal(Protocol):
-    def append(
-        self, stream: str, payloads: Any, *, expected_version: int | None = None
-    ) -> list[Any]: ...
-
-    def lock(self, stream: str, *, holder: Mapping[str, Any], timeout: float = 0.0) -> Any: ...
-
-    def read(
-        self, stream: str | None = None, *, after_seq: int = 0, upto_seq: int | None = None
-    ) -> Any: ...
-
-    def latest_snapshot(self, stream: str, upto_seq: int | None = None) -> Any: ...
-
-    def put_snapshot(self, stream: str, seq: int, state: dict[str, Any]) -> None: ...
-
-    def head(self) -> tuple[int, str]: ...
-
-    def ensure_writable(self) -> None: ...
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def actor() -> str:
-    env = os.environ.get("JOURNAL_ACTOR")
-    if env:
-        return env
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid{os.getuid()}"
 
 
 def default_concurrency() -> int:

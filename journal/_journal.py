@@ -33,7 +33,7 @@ from typing import Any, Final
 import nacl.exceptions
 import nacl.pwhash.argon2id
 
-from . import _chain, _crypto
+from . import _chain, _crypto, _settings
 from ._errors import (
     ConflictError,
     IncompleteJournalError,
@@ -244,14 +244,7 @@ class _GroupCommit:
 # --- the journal ---------------------------------------------------------------------------
 
 
-def _resolve_password(password: str | None) -> str:
-    if password is None:
-        password = os.environ.get("JOURNAL_PASSWORD") or os.environ.get("ALCHEMY_PASSWORD")
-        if not password:
-            raise MissingPasswordError()
-    if not password:
-        raise MissingPasswordError("the journal password is empty: give a non-empty password")
-    return password
+_resolve_password = _settings.password
 
 
 def check_new_password(password: str, what: str = "the new journal password") -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
+
+from ._settings import MASK
 
 __all__ = ["MASK", "Secret", "is_secret_json", "secret_from_json", "secret_to_json"]
-
-MASK: Final = "********"
 
 
 class Secret:

@@ -10,23 +10,15 @@ import os
 from typing import Final
 
 from .._errors import UsageError
+from .._settings import DEFAULT_LOCATION, journal_location
 from ._base import Store
 
 __all__ = ["DEFAULT_LOCATION", "open_store", "resolve_location"]
 
-#: where a journal lives when neither a location nor JOURNAL_URL is given (relative to the cwd)
-DEFAULT_LOCATION: Final = os.path.join(".journal", "journal.db")
-
 
 def resolve_location(location: str | os.PathLike[str] | None) -> str:
     """None -> ``$JOURNAL_URL`` if set, else ``.journal/journal.db`` under the cwd."""
-    if location is None:
-        env = os.environ.get("JOURNAL_URL", "").strip()
-        return env if env else os.path.abspath(DEFAULT_LOCATION)
-    text = os.fspath(location)
-    if not text:
-        raise UsageError("the journal location is empty: give a file path or a postgresql:// URL")
-    return text
+    return journal_location(location)
 
 
 _PG_SCHEMES: Final = ("postgresql://", "postgres://")
