@@ -26,14 +26,11 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import psycopg
 
 from journal._errors import LocalServerError, UsageError
-
-if TYPE_CHECKING:
-    from ._postgres import PgAdmin
 
 __all__ = [
     "REGIONS",
@@ -496,13 +493,34 @@ class PoolBusy(LocalServerError):
     request did nothing yet; the API answers 503 with Retry-After, which clients retry)."""
 
 
+class Admin(Protocol):
+    """The PostgreSQL work behind the API, as the backend asks for it (``PgAdmin`` in
+    ``_postgres`` does it; this module does not import that one, which imports this)."""
+
+    def create_database(self, name: str, owner: str) -> None: ...
+
+    def drop_database(
+        self, name: str, owner: str, logins: Sequence[str], *, direct: bool = False
+    ) -> None: ...
+
+    def create_login(self, role: str, password: str, database: str, owner: str) -> None: ...
+
+    def set_password(self, role: str, password: str) -> None: ...
+
+    def drop_login(self, role: str, database: str, owner: str) -> None: ...
+
+    def drop_role(self, role: str) -> None: ...
+
+    def list_owned(self, prefix: str) -> tuple[list[str], list[str]]: ...
+
+
 class Backend:
     """The API's rules over a store and (unless metadata-only) a PostgreSQL admin."""
 
     def __init__(
         self,
         store: Store,
-        admin: PgAdmin | None,
+        admin: Admin | None,
         *,
         prefix: str,
         provisioning_delay_s: float = 0.0,

@@ -15,7 +15,7 @@ Two ways to reach PostgreSQL:
 owned by a NOLOGIN owner role, with ``CONNECT`` revoked from ``PUBLIC``; a connection is a
 LOGIN role that is a member of the owner role (so it may connect and owns nothing itself: its
 sessions start as the owner role). Passwords never reach PostgreSQL in plaintext: the role gets
-a SCRAM-SHA-256 verifier computed here.
+a SCRAM-SHA-256 verifier computed by libpq on this side (``scram_verifier``).
 
 :class:`PgStore` keeps the API's records in the ``<prefix>_meta`` database. Records whose
 PostgreSQL objects are being created are marked as work in progress of the server doing it
@@ -29,10 +29,8 @@ Every object's name starts with ``<prefix>_`` (``<prefix>_meta``, ``<prefix>_d_â
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
-import hmac
 import importlib
 import json
 import logging
@@ -43,7 +41,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -52,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg_pool
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import class_row
@@ -93,100 +91,63 @@ def _owned_pattern(prefix: str) -> str:
     return f"^{prefix}_(meta|[dco]_[a-z0-9]+)$"
 
 
-def scram_verifier(password: str, *, iterations: int = 4096) -> str:
-    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5802 / RFC 7677).
+def scram_verifier(conn: Conn, password: str) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password``, computed by libpq on
+    this side of ``conn`` (``PQencryptPasswordConn``), as ``psql``'s ``\\password`` does.
 
     PostgreSQL accepts it in ``PASSWORD '...'`` as is, so the plaintext never reaches the
     server, its logs or its statistics.
     """
-    salt = secrets.token_bytes(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-    stored_key = hashlib.sha256(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode("ascii")
-
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+    # the user name only salts the old md5 scheme; SCRAM draws a random salt
+    verifier = conn.pgconn.encrypt_password(password.encode(), b"", b"scram-sha-256")
+    return verifier.decode("ascii")
 
 
-# --- a small connection pool ----------------------------------------------------------------
+# --- the connection pool --------------------------------------------------------------------
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 class ConnectionPool:
-    """A lock-protected pool of autocommit psycopg connections to one database."""
+    """Autocommit connections to one database through ``psycopg_pool``: at most ``max_size``,
+    opened on demand; a caller who waits ``timeout_s`` for one gets ``PoolBusy`` (the API
+    answers 503 with Retry-After). A broken connection is checked and replaced on checkout."""
 
     def __init__(self, conninfo: str, *, max_size: int = 4, timeout_s: float = 30.0) -> None:
         self._conninfo = conninfo
-        self._max_size = max(1, max_size)
         self._timeout_s = timeout_s
-        self._idle: list[Conn] = []
-        self._size = 0
-        self._closed = False
-        self._cond = threading.Condition()
+        self._pool: psycopg_pool.ConnectionPool[Conn] = psycopg_pool.ConnectionPool(
+            conninfo,
+            min_size=0,
+            max_size=max(1, max_size),
+            kwargs={"autocommit": True, "connect_timeout": 10},
+            timeout=timeout_s,
+            check=psycopg_pool.ConnectionPool.check_connection,
+            name="journal-local",
+            open=True,
+        )
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Conn]:
-        conn = self._acquire()
+        errors = self._pool.get_stats().get("connections_errors", 0)
+        try:
+            conn = self._pool.getconn()
+        except psycopg_pool.PoolClosed as exc:
+            raise LocalServerError("the PostgreSQL connection pool is closed") from exc
+        except psycopg_pool.PoolTimeout as exc:
+            if self._pool.get_stats().get("connections_errors", 0) > errors:
+                # not busy: PostgreSQL refuses new connections; say why, as libpq does
+                psycopg.connect(self._conninfo, connect_timeout=10).close()
+            raise PoolBusy(
+                f"every PostgreSQL connection stayed busy for {self._timeout_s:g} s"
+            ) from exc
         try:
             yield conn
-        except BaseException:
-            self._release(conn)
-            raise
-        self._release(conn)
-
-    def _acquire(self) -> Conn:
-        deadline = time.monotonic() + self._timeout_s
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise LocalServerError("the PostgreSQL connection pool is closed")
-                if self._idle:
-                    return self._idle.pop()
-                if self._size < self._max_size:
-                    self._size += 1
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise PoolBusy(
-                        f"every PostgreSQL connection stayed busy for {self._timeout_s:g} s"
-                    )
-                self._cond.wait(left)
-        try:
-            return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
-        except BaseException:
-            with self._cond:
-                self._size -= 1
-                self._cond.notify()
-            raise
-
-    def _release(self, conn: Conn) -> None:
-        reusable = not conn.closed and not conn.broken
-        if reusable and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            try:
-                conn.rollback()
-            except psycopg.Error:
-                reusable = False
-        with self._cond:
-            if reusable and not self._closed:
-                self._idle.append(conn)
-                self._cond.notify()
-                return
-            self._size -= 1
-            self._cond.notify()
-        conn.close()
+        finally:
+            self._pool.putconn(conn)
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            idle, self._idle = self._idle, []
-            self._size -= len(idle)
-            self._cond.notify_all()
-        for conn in idle:
-            conn.close()
+        self._pool.close()
 
 
 # --- the embedded server --------------------------------------------------------------------
@@ -553,7 +514,7 @@ class PgAdmin:
         with self.pool.connection() as conn:
             conn.execute(
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
-                    _ident(role), sql.Literal(scram_verifier(password)), _ident(owner)
+                    _ident(role), sql.Literal(scram_verifier(conn, password)), _ident(owner)
                 )
             )
             try:
@@ -571,7 +532,7 @@ class PgAdmin:
         with self.pool.connection() as conn:
             conn.execute(
                 sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                    _ident(role), sql.Literal(scram_verifier(password))
+                    _ident(role), sql.Literal(scram_verifier(conn, password))
                 )
             )
 
