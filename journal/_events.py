@@ -42,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from ._errors import UnsupportedJournalError
 
@@ -56,6 +56,7 @@ __all__ = [
     "DeleteRequested",
     "Deleted",
     "DomainEvent",
+    "EventTable",
     "EventType",
     "Failed",
     "Forgotten",
@@ -84,6 +85,7 @@ Payload = dict[str, Any]
 Json = dict[str, Any]
 Upcaster = Callable[[Payload], Payload]
 E = TypeVar("E", bound="DomainEvent")
+H = TypeVar("H", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,37 @@ class DomainEvent:
         return name in self.FIELDS or name in self.extra
 
 
+class EventTable(Generic[H]):
+    """Handlers keyed by event class: the fold and the history each keep one and dispatch
+    on it. ``inherit``: a class with no handler of its own takes its nearest base's."""
+
+    def __init__(self, what: str, *, inherit: bool = False) -> None:
+        self._what = what
+        self._inherit = inherit
+        self._handlers: dict[type[DomainEvent], H] = {}
+
+    def on(self, *classes: type[DomainEvent]) -> Callable[[H], H]:
+        """Decorator: register the function as the handler of ``classes``."""
+
+        def register(fn: H) -> H:
+            for cls in classes:
+                if cls in self._handlers:
+                    raise ValueError(f"{cls.__name__} already has a {self._what}")
+                self._handlers[cls] = fn
+            return fn
+
+        return register
+
+    def get(self, cls: type[DomainEvent]) -> H | None:
+        if not self._inherit:
+            return self._handlers.get(cls)
+        for base in cls.__mro__:
+            found = self._handlers.get(base)
+            if found is not None:
+                return found
+        return None
+
+
 def event_type(
     name: str,
     summary: str,
@@ -160,7 +193,8 @@ def event_type(
         missing = [v for v in range(1, version) if not upcasters or v not in upcasters]
         if missing:
             raise ValueError(f"event type {name!r} v{version} lacks upcasters from {missing}")
-        if not (dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen):  # type: ignore[attr-defined]
+        params = cls.__dict__.get("__dataclass_params__")  # the class itself, not a base
+        if params is None or not params.frozen:
             raise ValueError(f"event type {name!r}: {cls.__name__} must be a frozen dataclass")
         fields_ = tuple(f.name for f in dataclasses.fields(cls) if f.name != "extra")
         reserved = {"type", "v"} & set(fields_)

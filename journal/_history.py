@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from ._codec import mask, reveal
 from ._errors import UnsupportedJournalError, UsageError
@@ -28,6 +28,7 @@ from ._events import (
     Deleted,
     DeleteRequested,
     DomainEvent,
+    EventTable,
     Failed,
     Forgotten,
     Imported,
@@ -144,34 +145,12 @@ def _split_stream(stream: str) -> tuple[str | None, str | None]:
 #: what a describer says of one event: (changes, detail, the resource it names if not its own)
 _Said = tuple[Json, str | None, str | None]
 _Describe = Callable[["_Folder", str, Any], _Said]
-#: how each event type shows in the audit trail (types absent: their name, nothing more)
-_DESCRIBE: dict[type[DomainEvent], _Describe] = {}
+#: how each event type shows in the audit trail (types absent: their name, nothing more); a
+#: class without a describer of its own takes its base's (every ``Failed`` shows its error)
+_DESCRIBE: EventTable[_Describe] = EventTable("describer", inherit=True)
+_describes = _DESCRIBE.on
 #: types that name their own actor and host (the others take their run's)
 _SELF_ATTRIBUTED: tuple[type[DomainEvent], ...] = (RunStarted, CredentialStored)
-D = TypeVar("D", bound=_Describe)
-
-
-def _describes(*classes: type[DomainEvent]) -> Callable[[D], D]:
-    """Register ``fn(folder, stream, event) -> (changes, detail, resource)`` for ``classes``."""
-
-    def register(fn: D) -> D:
-        for cls in classes:
-            if cls in _DESCRIBE:
-                raise ValueError(f"{cls.__name__} already has a describer")
-            _DESCRIBE[cls] = fn
-        return fn
-
-    return register
-
-
-def _describer(cls: type[DomainEvent]) -> _Describe | None:
-    """The describer of ``cls`` or of its nearest base that has one (every ``Failed``
-    shows its error the same way)."""
-    for base in cls.__mro__:
-        found = _DESCRIBE.get(base)
-        if found is not None:
-            return found
-    return None
 
 
 class _Folder:
@@ -197,7 +176,7 @@ class _Folder:
         rid = p.get("resource")
         changes: Json = {}
         detail: str | None = None
-        describe = _describer(type(typed)) if typed is not None else None
+        describe = _DESCRIBE.get(type(typed)) if typed is not None else None
         if describe is not None:
             changes, detail, named = describe(self, ev.stream, typed)
             rid = named if named is not None else rid

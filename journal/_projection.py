@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from ._errors import UnknownSequenceError
 from ._events import (
@@ -22,7 +22,7 @@ from ._events import (
     Deleted,
     DeleteFailed,
     DeleteRequested,
-    DomainEvent,
+    EventTable,
     Failed,
     Forgotten,
     Imported,
@@ -149,21 +149,8 @@ class StreamState:
 
 #: how each event type changes the state: the fold's dispatch table (types absent: no change)
 _Fold = Callable[[StreamState, int, Any], None]
-_FOLD: dict[type[DomainEvent], _Fold] = {}
-F = TypeVar("F", bound=_Fold)
-
-
-def _folds(*classes: type[DomainEvent]) -> Callable[[F], F]:
-    """Register ``fn(state, seq, event)`` as the fold of ``classes``."""
-
-    def register(fn: F) -> F:
-        for cls in classes:
-            if cls in _FOLD:
-                raise ValueError(f"{cls.__name__} already has a fold")
-            _FOLD[cls] = fn
-        return fn
-
-    return register
+_FOLD: EventTable[_Fold] = EventTable("fold")
+_folds = _FOLD.on
 
 
 def apply(state: StreamState, seq: int, version: int, raw: Json) -> None:
