@@ -3,20 +3,28 @@
 A provider's API client holds an :class:`HttpClient` and keeps only what is its API's own
 (paths, request bodies, how its error bodies read, its response shapes). Public surface:
 
-- ``HttpClient(base_url, *, http=None, headers=None, secrets=(), describe_error=...,
-  status_notes=None, idempotent_methods=IDEMPOTENT_METHODS, max_retries=8, backoff_s=0.2,
-  max_backoff_s=10.0, timeout_s=30.0, sleep=time.sleep, label="http", logger=None)``
+- ``HttpClient(base_url, *, http=None, headers=None, secrets=(),
+  describe_error=json_error_detail, status_notes=None, idempotent_methods=IDEMPOTENT_METHODS,
+  max_retries=8, backoff_s=0.2, max_backoff_s=10.0, timeout_s=30.0, sleep=time.sleep,
+  label="http", logger=None)``
 
   * ``request(op, method, path, *, params=None, json=None, content=None, files=None,
-    headers=None, idempotent=None, secrets=()) -> httpx.Response``: one logical request
-    (``base_url + path``), retried as below; returns a 2xx answer or raises one of ours.
+    headers=None, idempotent=None, secrets=(), retries=None, check=True) -> httpx.Response``:
+    one logical request (``base_url + path``), retried as below; returns a 2xx answer or
+    raises one of ours (``check=False``: returns the first answer, whatever its status).
   * ``json(op, response)``: the body as a JSON object, else ``ApiError`` ``invalid_response``;
-    ``invalid(op, response, why)`` builds that error for a body the caller cannot use.
-  * ``scrub(text)``: the text with every known secret masked; ``close()`` / ``with``.
-- ``paginate_cursor(client, op, path, ...)`` and ``paginate_pages(client, op, path, ...)``:
-  iterate over the pages of a list (yielding ``Page(response, payload, items)``).
+    ``invalid(op, response, why)`` builds that error for a body the caller cannot use;
+    ``api_error(op, response, ...)`` the error for an answer (e.g. a 200 whose envelope says
+    it failed).
+  * ``scrub(text)``: the text with every known secret masked; ``base_url``, ``http``,
+    ``is_idempotent(method)``, ``delay(attempt, retry_after)``; ``close()`` / ``with``.
+- ``paginate_cursor(client, op, path, ...)`` (``nextCursor`` style, by default Prisma's
+  ``pagination`` object: ``prisma_next_cursor``) and ``paginate_pages(client, op, path, ...)``
+  (``page``/``per_page`` style, as Cloudflare's ``result_info``): lazy iterators of
+  ``Page(response, payload, items)``.
 - ``ErrorDetail(message, code, hint)``: what ``describe_error(response)`` reads from an error
-  body; ``parse_retry_after(value)``; ``segment(value)`` (an id as one path segment);
+  body (``json_error_detail`` reads ``{"error": {"message", "code", "hint"}}``);
+  ``parse_retry_after(value)``; ``segment(value)`` (an id as one path segment); ``short(text)``;
   ``default_http_client(timeout_s)``.
 
 **Retries** use exponential backoff with "equal jitter" (``backoff_s * 2**n``, capped by
@@ -36,7 +44,8 @@ then the last error is raised (its message says how many attempts were made).
 
 **Errors** are translated here and nowhere else: 401/403 ``AuthenticationError``, 404
 ``NotFoundError``, 429 ``RateLimitedError`` (with ``retry_after``), 5xx ``ServerError``, other
-4xx ``RequestError``, every httpx failure ``TransportError`` (``raise ... from exc``). A message
+4xx ``RequestError`` (a 409 too: ``ConflictError`` is the journal store's stale-writer error),
+every httpx failure ``TransportError`` (``raise ... from exc``). A message
 names the method and the path (never the query string nor the base URL), the API's code and
 hint as ``describe_error`` reads them, and a provider's note for the status (``status_notes``).
 Every secret the client knows (``secrets=``, and a request's own ``secrets=``) is masked in

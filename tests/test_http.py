@@ -453,3 +453,23 @@ def test_page_pagination_refuses_an_api_that_ignores_the_page(server: Server) ->
     with pytest.raises(ProviderError, match="asked for page 2, the API answered page 1"):
         list(paginate_pages(server.client(), "list", "/x"))
     assert len(server.requests) == 2
+
+
+def test_the_public_surface_is_pinned() -> None:
+    import journal._http as http_layer
+
+    assert sorted(http_layer.__all__) == [
+        "IDEMPOTENT_METHODS",
+        "ErrorDetail",
+        "HttpClient",
+        "Page",
+        "default_http_client",
+        "json_error_detail",
+        "paginate_cursor",
+        "paginate_pages",
+        "parse_retry_after",
+        "prisma_next_cursor",
+        "segment",
+        "short",
+    ]
+    assert all(hasattr(http_layer, name) for name in http_layer.__all__)
