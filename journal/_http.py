@@ -108,6 +108,8 @@ _DID_NOTHING: Final = frozenset({429, 503})
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # our own mistakes: sending the same request again would fail the same way
 _NEVER_RETRY: Final = (httpx.LocalProtocolError, httpx.UnsupportedProtocol)
+#: connections (all kept alive) of the default pool: above the engine's concurrency (64)
+_MAX_CONNECTIONS: Final = 100
 _MAY_HAVE_ACTED: Final = " (not retried: the server may have acted on this request)"
 
 _JsonBody = Mapping[str, object] | Sequence[object]
@@ -149,11 +151,21 @@ def short(text: str, limit: int = 200) -> str:
 
 def default_http_client(timeout_s: float) -> httpx.Client:
     """The ``httpx.Client`` an API client creates when none is injected: ``timeout_s`` for
-    every phase, connection pooling with keep-alive."""
+    every phase, connection pooling with keep-alive.
+
+    Every connection the pool may open is also kept alive (``max_keepalive_connections ==
+    max_connections``): httpcore 1.0.x compares the number of *all* its connections with
+    ``max_keepalive_connections`` and, above it, closes idle connections, including one it
+    has just handed to a request that has not started yet (encode/httpcore#1110). With the
+    engine's 64 calls in flight and 20 kept alive, a request then failed with ``ReadError``
+    (a POST, which is not retried) or hung until its read timeout; it also paid a new
+    connection for most requests."""
     return httpx.Client(
         timeout=httpx.Timeout(timeout_s),
         limits=httpx.Limits(
-            max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0
+            max_connections=_MAX_CONNECTIONS,
+            max_keepalive_connections=_MAX_CONNECTIONS,
+            keepalive_expiry=30.0,
         ),
     )
 

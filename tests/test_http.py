@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -26,6 +29,7 @@ from journal._http import (
     IDEMPOTENT_METHODS,
     ErrorDetail,
     HttpClient,
+    default_http_client,
     paginate_cursor,
     paginate_pages,
     parse_retry_after,
@@ -473,3 +477,55 @@ def test_the_public_surface_is_pinned() -> None:
         "short",
     }
     assert all(hasattr(http_layer, name) for name in http_layer.__all__)
+
+
+# --- the default pool under the engine's concurrency (real loopback HTTP) ---------------------
+
+
+class _Answer(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b'{"data": {"id": "x"}}'
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Loopback(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+
+def test_default_pool_keeps_every_connection_it_opens() -> None:
+    """httpcore 1.0.x counts *all* connections against ``max_keepalive_connections``: with
+    more requests in flight than that, an idle connection already handed to a waiting
+    request is closed under it (encode/httpcore#1110), which surfaces as a ``ReadError``
+    ("Bad file descriptor") or a request hanging until its read timeout: fatal for a POST,
+    which is not retried. The default pool must never have a surplus to close."""
+    with default_http_client(5.0) as http:
+        pool = http._transport._pool  # type: ignore[attr-defined]
+        assert pool._max_keepalive_connections >= pool._max_connections
+
+
+def test_sixty_four_posts_at_a_time_on_the_default_pool_all_succeed() -> None:
+    server = _Loopback(("127.0.0.1", 0), _Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with HttpClient(f"http://127.0.0.1:{server.server_address[1]}", max_retries=0) as api:
+
+            def create(i: int) -> int:
+                return api.request("create", "POST", "/v1/things", json={"i": i}).status_code
+
+            with ThreadPoolExecutor(64) as pool:
+                assert set(pool.map(create, range(64 * 12))) == {201}
+    finally:
+        server.shutdown()
+        server.server_close()
