@@ -3,10 +3,12 @@
 A provider's API client holds an :class:`HttpClient` and keeps only what is its API's own
 (paths, request bodies, how its error bodies read, its response shapes). Public surface:
 
+- ``ApiClient``: a base for a provider's client holding its ``HttpClient`` as ``self._api``
+  (``close()`` and ``with`` close it).
 - ``HttpClient(base_url, *, http=None, headers=None, secrets=(),
   describe_error=json_error_detail, status_notes=None, idempotent_methods=IDEMPOTENT_METHODS,
   max_retries=8, backoff_s=0.2, max_backoff_s=10.0, timeout_s=30.0, sleep=time.sleep,
-  label="http", logger=None)``
+  label="http", logger=None, owns_http=None)``
 
   * ``request(op, method, path, *, params=None, json=None, content=None, files=None,
     headers=None, idempotent=None, secrets=(), retries=None, check=True) -> httpx.Response``:
@@ -66,8 +68,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Self
 from urllib.parse import quote
 
 import httpx
@@ -86,6 +87,7 @@ from journal._secret import MASK, Secret
 
 __all__ = [
     "IDEMPOTENT_METHODS",
+    "ApiClient",
     "ErrorDetail",
     "HttpClient",
     "Page",
@@ -204,11 +206,25 @@ def json_error_detail(response: httpx.Response) -> ErrorDetail:
 # --- the client ----------------------------------------------------------------------------
 
 
-class HttpClient:
+class _Closing:
+    """``with`` closes the object."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class HttpClient(_Closing):
     """Requests to one API with the project's retry and error rules (see the module docstring).
 
     ``http``: an ``httpx.Client`` to send with (its own timeouts apply); without one, a client
-    from ``default_http_client(timeout_s)`` is created, and closed by ``close()``. ``headers``
+    from ``default_http_client(timeout_s)`` is created, and closed by ``close()`` (as an
+    injected one is with ``owns_http=True``). ``headers``
     go with every request (``Accept: application/json`` unless given). ``secrets``: values to
     mask in errors (tokens, keys). ``describe_error(response)`` reads an error body.
     ``status_notes``: text appended to the message of an error with that status (e.g. what to
@@ -232,6 +248,7 @@ class HttpClient:
         sleep: Callable[[float], None] = time.sleep,
         label: str = "http",
         logger: logging.Logger | None = None,
+        owns_http: bool | None = None,
     ) -> None:
         self._base_url = base_url.strip().rstrip("/")
         self._headers = {"Accept": "application/json", **(headers or {})}
@@ -245,7 +262,7 @@ class HttpClient:
         self._sleep = sleep
         self._label = label
         self._log = logger or logging.getLogger(__name__)
-        self._owns_http = http is None
+        self._owns_http = http is None if owns_http is None else owns_http
         self._http = http if http is not None else default_http_client(timeout_s)
 
     @property
@@ -264,17 +281,6 @@ class HttpClient:
         """Close the httpx client if this object created it (an injected one is left open)."""
         if self._owns_http:
             self._http.close()
-
-    def __enter__(self) -> HttpClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def is_idempotent(self, method: str) -> bool:
         return method.upper() in self._idempotent_methods
@@ -481,6 +487,17 @@ class HttpClient:
         ):
             message += _MAY_HAVE_ACTED
         return TransportError(message, operation=op)
+
+
+class ApiClient(_Closing):
+    """Base of a provider's API client: it keeps its ``HttpClient`` in ``self._api``;
+    ``close()`` and leaving a ``with`` block close it."""
+
+    _api: HttpClient
+
+    def close(self) -> None:
+        """Close the HTTP client if this object created it (an injected one is left open)."""
+        self._api.close()
 
 
 def _plain(value: str | Secret) -> str:

@@ -274,6 +274,14 @@ def test_base_url_default_env_and_argument(monkeypatch: pytest.MonkeyPatch) -> N
         assert client.base_url == "http://127.0.0.1:8787/client/v4"
     with CloudflareClient(api_token=TOKEN, base_url="http://other.test/v4") as client:
         assert client.base_url == "http://other.test/v4"
+    assert client._http.is_closed  # it made its httpx client, so it closed it
+
+
+def test_an_injected_http_client_is_left_open(api: Api) -> None:
+    client = api.client()
+    with client:
+        pass
+    assert not client._http.is_closed
 
 
 def test_credentials_from_env_and_reprs() -> None:

@@ -464,6 +464,7 @@ def test_the_public_surface_is_pinned() -> None:
 
     assert set(http_layer.__all__) == {
         "IDEMPOTENT_METHODS",
+        "ApiClient",
         "ErrorDetail",
         "HttpClient",
         "Page",

@@ -41,13 +41,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import httpx
 
 from journal._errors import ApiError, MissingCredentialsError, NotFoundError, ProviderError
 from journal._http import (
+    ApiClient,
     ErrorDetail,
     HttpClient,
     default_http_client,
@@ -477,7 +477,7 @@ def _describe_error(response: httpx.Response) -> ErrorDetail:
 # --- the client ----------------------------------------------------------------------------
 
 
-class CloudflareClient:
+class CloudflareClient(ApiClient):
     """Synchronous Cloudflare API v4 client; see the module docstring for the rules.
 
     ``http``: an ``httpx.Client`` to send with (its own timeouts apply); without one, the
@@ -506,11 +506,11 @@ class CloudflareClient:
         self._account_id = _clean(account_id)
         self._account_lock = threading.Lock()
         url = base_url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
-        self._owns_http = http is None
         self._http = http if http is not None else default_http_client(timeout_s)
         self._api = HttpClient(
             url,
             http=self._http,
+            owns_http=http is None,
             secrets=[s for s in (self._token, self._key) if s is not None],
             describe_error=_describe_error,
             status_notes={401: _AUTH_NOTE, 403: _PERMISSION_NOTE},
@@ -542,22 +542,6 @@ class CloudflareClient:
             f"CloudflareClient(base_url={self.base_url!r}, auth={auth}, "
             f"account_id={self._account_id!r})"
         )
-
-    def close(self) -> None:
-        """Close the HTTP client if this object created it (an injected one is left open)."""
-        if self._owns_http:
-            self._http.close()
-
-    def __enter__(self) -> CloudflareClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- accounts ------------------------------------------------------------------------
 

@@ -47,7 +47,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from types import TracebackType
 from typing import Final, TypeVar
 
 import httpx
@@ -59,6 +58,7 @@ from journal._errors import (
     ProviderError,
 )
 from journal._http import (
+    ApiClient,
     HttpClient,
     default_http_client,
     json_error_detail,
@@ -128,7 +128,7 @@ _segment = segment
 # --- the client ----------------------------------------------------------------------------
 
 
-class PrismaClient:
+class PrismaClient(ApiClient):
     """Synchronous Prisma Management API v1 client; see the module docstring for the rules.
 
     ``http``: an ``httpx.Client`` to send requests with (its own timeouts apply). Without one,
@@ -157,11 +157,11 @@ class PrismaClient:
         self._base_url = url.removesuffix("/v1")  # tolerate an origin given with /v1
         self._sleep = sleep
         self._clock = clock
-        self._owns_http = http is None
         self._http = http if http is not None else self._default_http(timeout_s)
         self._api = HttpClient(
             self._base_url,
             http=self._http,
+            owns_http=http is None,
             secrets=() if self._token is None else (self._token,),
             describe_error=json_error_detail,
             status_notes={401: _AUTH_TROUBLESHOOTING, 403: _WORKSPACE_NOTE},
@@ -185,22 +185,6 @@ class PrismaClient:
     def __repr__(self) -> str:
         token = "set" if self._token is not None else "missing"
         return f"PrismaClient(base_url={self._base_url!r}, token={token})"
-
-    def close(self) -> None:
-        """Close the HTTP client if this object created it (an injected one is left open)."""
-        if self._owns_http:
-            self._http.close()
-
-    def __enter__(self) -> PrismaClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- identity ------------------------------------------------------------------------
 
