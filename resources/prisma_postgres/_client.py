@@ -7,23 +7,20 @@ API's JSON into frozen dataclasses. It is the only place where this provider spe
   sent as ``Authorization: Bearer <token>``. A missing token is reported at the first request,
   not at construction, so a client can be built before the environment is complete. The token
   never appears in an error message, a log line or a ``repr``.
-- **Errors** are translated in one place (``_api_error`` / ``_transport_error``) into the
-  project's tree: 401/403 ``AuthenticationError``, 404 ``NotFoundError``, 429
-  ``RateLimitedError``, 5xx ``ServerError``, other 4xx ``RequestError``, and every httpx failure
-  into ``TransportError`` (``raise ... from exc``). Each message names the method and the path
-  (never the query string) and carries the API's ``error.code`` and ``error.hint``.
-- **Retries** use exponential backoff with jitter (``backoff_s * 2**n``, capped by
-  ``max_backoff_s``), or exactly the server's ``Retry-After`` (seconds or an HTTP date, also
-  capped) when it sends one, for at most ``max_retries`` retries; then the last error is raised.
+- **Errors and retries** follow the project's HTTP layer (``journal._http``): 401/403
+  ``AuthenticationError``, 404 ``NotFoundError``, 429 ``RateLimitedError``, 5xx
+  ``ServerError``, other 4xx ``RequestError``, every httpx failure ``TransportError``; each
+  message names the method and the path (never the query string) and carries the API's
+  ``error.code`` and ``error.hint`` (read here, ``{"error": {...}}``), and a 401 or 403 says what
+  to check. Retries use backoff with jitter or the server's ``Retry-After``, at most
+  ``max_retries`` of them.
 
-  * GET, DELETE and PATCH are idempotent here: they are retried on 429, on 5xx and on every
-    transport failure except our own protocol errors (``LocalProtocolError``,
-    ``UnsupportedProtocol``), which would fail again.
+  * GET, DELETE and PATCH are idempotent here (the PATCHes only rename): they are retried on
+    429, on 5xx and on every transport failure except our own protocol errors.
   * POST creates (projects, databases, connections) or rotates credentials, and the client
     cannot know whether a 5xx, a timeout or a dropped connection happened before or after the
-    server acted. A POST is therefore retried only when the server certainly did nothing: on 429
-    and 503 (RFC 9110: "unable to handle the request") and on failures before the request was
-    sent (``ConnectError``, ``ConnectTimeout``, ``PoolTimeout``). Rotating credentials is the
+    server acted. A POST is therefore retried only when the server certainly did nothing: on
+    429 and 503 and on failures before the request was sent. Rotating credentials is the
     exception: doing it twice is harmless, so it is retried like a read. Any other POST
     failure is raised at once; the engine recovers by reading the object by name
     (``find_*_by_name``), which is its job, not the client's.
@@ -46,31 +43,29 @@ and may be shared between threads (as ``httpx.Client`` may).
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
-import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Final, TypeVar
-from urllib.parse import quote
+from typing import Final, TypeVar
 
 import httpx
 
 from journal._errors import (
     ApiError,
-    AuthenticationError,
     MissingCredentialsError,
     NotFoundError,
     ProviderError,
-    RateLimitedError,
-    RequestError,
-    ServerError,
-    TransportError,
 )
-from journal._secret import MASK, Secret
+from journal._http import (
+    ApiClient,
+    HttpClient,
+    default_http_client,
+    json_error_detail,
+    paginate_cursor,
+    segment,
+)
+from journal._secret import Secret
 
 from ._models import (
     Connection,
@@ -121,57 +116,19 @@ _WORKSPACE_NOTE: Final = (
     "that workspace's token with service_token="
 )
 
+# the PATCHes only rename: sending one twice is harmless
 _IDEMPOTENT: Final = frozenset({"GET", "DELETE", "PATCH"})
-# answers that say the server did not act (RFC 9110: 503 "unable to handle the request"):
-# a POST is retried on these too
-_DID_NOTHING: Final = frozenset({429, 503})
-# failures that happen before a single byte of the request left this process
-_NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-# our own mistakes: sending the same request again would fail the same way
-_NEVER_RETRY: Final = (httpx.LocalProtocolError, httpx.UnsupportedProtocol)
 
 _T = TypeVar("_T")
 
 
-# --- HTTP helpers --------------------------------------------------------------------------
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds, from a number of seconds or an HTTP date."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _segment(value: str) -> str:
-    """An id as one path segment (an id can never add segments or a query)."""
-    return quote(value, safe="")
+_segment = segment
 
 
 # --- the client ----------------------------------------------------------------------------
 
 
-class PrismaClient:
+class PrismaClient(ApiClient):
     """Synchronous Prisma Management API v1 client; see the module docstring for the rules.
 
     ``http``: an ``httpx.Client`` to send requests with (its own timeouts apply). Without one,
@@ -198,22 +155,28 @@ class PrismaClient:
         self._token: Secret | None = Secret(plain.strip()) if plain and plain.strip() else None
         url = (base_url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL).strip().rstrip("/")
         self._base_url = url.removesuffix("/v1")  # tolerate an origin given with /v1
-        self._max_retries = max(0, max_retries)
-        self._backoff_s = max(0.0, backoff_s)
-        self._max_backoff_s = max(0.0, max_backoff_s)
         self._sleep = sleep
         self._clock = clock
-        self._owns_http = http is None
         self._http = http if http is not None else self._default_http(timeout_s)
+        self._api = HttpClient(
+            self._base_url,
+            http=self._http,
+            owns_http=http is None,
+            secrets=() if self._token is None else (self._token,),
+            describe_error=json_error_detail,
+            status_notes={401: _AUTH_TROUBLESHOOTING, 403: _WORKSPACE_NOTE},
+            idempotent_methods=_IDEMPOTENT,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+            sleep=sleep,
+            label="prisma",
+            logger=log,
+        )
 
     @staticmethod
     def _default_http(timeout_s: float) -> httpx.Client:
-        return httpx.Client(
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(
-                max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0
-            ),
-        )
+        return default_http_client(timeout_s)
 
     @property
     def base_url(self) -> str:
@@ -223,36 +186,12 @@ class PrismaClient:
         token = "set" if self._token is not None else "missing"
         return f"PrismaClient(base_url={self._base_url!r}, token={token})"
 
-    def close(self) -> None:
-        """Close the HTTP client if this object created it (an injected one is left open)."""
-        if self._owns_http:
-            self._http.close()
-
-    def __enter__(self) -> PrismaClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # --- identity ------------------------------------------------------------------------
 
     def local_instance(self) -> str | None:
         """The identity a journal local API answers on ``GET /health`` (its port changes
         between runs, this does not); None for an API that gives none. Unauthenticated."""
-        for attempt in range(1, 4):
-            try:
-                response = self._http.get(self._base_url + "/health")
-                break
-            except httpx.TransportError as exc:
-                if attempt == 3 or isinstance(exc, _NEVER_RETRY):
-                    error = self._transport_error("local_instance", "GET", "/health", exc, attempt)
-                    raise error from exc
-                self._sleep(self._delay(attempt, None))
+        response = self._api.request("local_instance", "GET", "/health", retries=2, check=False)
         if not response.is_success:
             return None
         try:
@@ -439,7 +378,7 @@ class PrismaClient:
         idempotent: bool | None = None,
     ) -> _T:
         response = self._send(op, method, path, body=body, idempotent=idempotent)
-        payload = self._json(op, response)
+        payload = self._api.json(op, response)
         return self._parse(op, response, parse, payload.get("data"))
 
     def _delete(self, op: str, path: str, missing_ok: bool) -> bool:
@@ -454,30 +393,13 @@ class PrismaClient:
     def _paginate(
         self, op: str, path: str, params: Mapping[str, str], parse: Callable[[object], _T]
     ) -> Iterator[_T]:
-        query: dict[str, str | int] = {**params, "limit": PAGE_SIZE}
-        seen: set[str] = set()
-        while True:
-            response = self._send(op, "GET", path, params=query)
-            payload = self._json(op, response)
-            items = payload.get("data")
-            if not isinstance(items, list):
-                raise self._invalid(op, response, "'data' is not a list")
-            for item in items:
-                yield self._parse(op, response, parse, item)
-            pagination = payload.get("pagination")
-            if not isinstance(pagination, dict) or pagination.get("hasMore") is False:
-                return
-            cursor = pagination.get("nextCursor")
-            if not isinstance(cursor, str) or not cursor:
-                return
-            if cursor in seen:
-                raise ProviderError(
-                    f"GET /v1{path}: the API returned the cursor {cursor!r} twice; "
-                    "stopped paging to avoid a loop",
-                    operation=op,
-                )
-            seen.add(cursor)
-            query["cursor"] = cursor
+        self._check_token(op)
+        pages = paginate_cursor(
+            self._api, op, f"/v1{path}", params=params, limit=PAGE_SIZE, headers=self._auth()
+        )
+        for page in pages:
+            for item in page.items:
+                yield self._parse(op, page.response, parse, item)
 
     def _only(self, op: str, kind: str, name: str, matches: list[_T]) -> _T:
         if len(matches) == 1:
@@ -488,15 +410,6 @@ class PrismaClient:
             operation=op,
         )
 
-    def _json(self, op: str, response: httpx.Response) -> Mapping[str, Any]:
-        try:
-            payload = response.json()
-        except ValueError as exc:
-            raise self._invalid(op, response, "the body is not JSON") from exc
-        if not isinstance(payload, dict):
-            raise self._invalid(op, response, "the body is not a JSON object")
-        return payload
-
     def _parse(
         self, op: str, response: httpx.Response, parse: Callable[[object], _T], raw: object
     ) -> _T:
@@ -506,14 +419,15 @@ class PrismaClient:
             raise self._invalid(op, response, str(exc)) from exc
 
     def _invalid(self, op: str, response: httpx.Response, why: str) -> ApiError:
-        return ApiError(
-            f"unexpected response: {why}",
-            status=response.status_code,
-            method=response.request.method,
-            path=response.request.url.path,
-            code="invalid_response",
-            operation=op,
-        )
+        return self._api.invalid(op, response, why)
+
+    def _check_token(self, op: str) -> None:
+        if self._token is None:
+            raise MissingCredentialsError(MISSING_TOKEN_MESSAGE, operation=op)
+
+    def _auth(self) -> dict[str, str]:
+        assert self._token is not None
+        return {"Authorization": f"Bearer {self._token.unencrypted}"}
 
     def _send(
         self,
@@ -527,129 +441,13 @@ class PrismaClient:
     ) -> httpx.Response:
         """One logical request, with retries; returns a 2xx response or raises ours.
         ``idempotent``: whether sending it twice is safe (default: by its method)."""
-        if self._token is None:
-            raise MissingCredentialsError(MISSING_TOKEN_MESSAGE, operation=op)
-        full_path = f"/v1{path}"
-        headers = {
-            "Authorization": f"Bearer {self._token.unencrypted}",
-            "Accept": "application/json",
-        }
-        if idempotent is None:
-            idempotent = method in _IDEMPOTENT
-        attempts = self._max_retries + 1
-        for attempt in range(1, attempts + 1):
-            last = attempt == attempts
-            try:
-                response = self._http.request(
-                    method, self._base_url + full_path, params=params, json=body, headers=headers
-                )
-            except httpx.HTTPError as exc:
-                retry = isinstance(exc, httpx.TransportError) and not isinstance(exc, _NEVER_RETRY)
-                if not idempotent:
-                    retry = retry and isinstance(exc, _NOT_SENT)
-                if not retry or last:
-                    raise self._transport_error(op, method, full_path, exc, attempt) from exc
-                delay = self._delay(attempt, None)
-                why = type(exc).__name__
-            else:
-                if response.is_success:
-                    return response
-                status = response.status_code
-                retry = status in _DID_NOTHING or (idempotent and status >= 500)
-                if not retry or last:
-                    raise self._api_error(op, method, full_path, response, attempt)
-                delay = self._delay(
-                    attempt, _parse_retry_after(response.headers.get("Retry-After"))
-                )
-                why = f"HTTP {status}"
-            log.info(
-                "prisma: %s %s failed (%s); retry %d of %d in %.2fs",
-                method,
-                full_path,
-                why,
-                attempt,
-                self._max_retries,
-                delay,
-            )
-            self._sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before retry ``attempt`` (1-based)."""
-        if retry_after is not None:
-            return min(retry_after, self._max_backoff_s)
-        ceiling = min(self._max_backoff_s, self._backoff_s * 2.0 ** min(attempt - 1, 32))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)  # "equal jitter"
-
-    def _scrub(self, text: str) -> str:
-        if self._token is not None and len(self._token.unencrypted) >= 4:
-            text = text.replace(self._token.unencrypted, MASK)
-        return text
-
-    def _transport_error(
-        self, op: str, method: str, path: str, exc: httpx.HTTPError, attempts: int
-    ) -> TransportError:
-        detail = self._scrub(_short(str(exc))) or "no details"
-        message = f"{method} {path}: {type(exc).__name__}: {detail}"
-        if attempts > 1:
-            message += f" (gave up after {attempts} attempts)"
-        elif (
-            method not in _IDEMPOTENT
-            and isinstance(exc, httpx.TransportError)
-            and not isinstance(exc, _NOT_SENT + _NEVER_RETRY)
-        ):
-            message += " (not retried: the server may have acted on this request)"
-        return TransportError(message, operation=op)
-
-    def _api_error(
-        self, op: str, method: str, path: str, response: httpx.Response, attempts: int
-    ) -> ApiError:
-        """The one place where an error answer becomes an exception of ours."""
-        status = response.status_code
-        message, code, hint = self._error_fields(response)
-        if status == 401:
-            message = f"{message}; {_AUTH_TROUBLESHOOTING}"
-        elif status == 403:
-            message = f"{message}; {_WORKSPACE_NOTE}"
-        if attempts > 1:
-            message += f" (gave up after {attempts} attempts)"
-        elif status >= 500 and method not in _IDEMPOTENT:
-            message += " (not retried: the server may have acted on this request)"
-        common: dict[str, Any] = dict(
-            status=status, method=method, path=path, code=code, hint=hint, operation=op
-        )
-        if status in (401, 403):
-            return AuthenticationError(message, **common)
-        if status == 404:
-            return NotFoundError(message, **common)
-        if status == 429:
-            retry_after = _parse_retry_after(response.headers.get("Retry-After"))
-            return RateLimitedError(message, retry_after=retry_after, **common)
-        if status >= 500:
-            return ServerError(message, **common)
-        return RequestError(message, **common)
-
-    def _error_fields(self, response: httpx.Response) -> tuple[str, str | None, str | None]:
-        """(message, code, hint) from ``{"error": {...}}``, leniently."""
-        message = code = hint = None
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
-        if isinstance(payload, dict):
-            error = payload.get("error")
-            if isinstance(error, dict):
-                message, code, hint = (_text(error.get(k)) for k in ("message", "code", "hint"))
-            elif isinstance(error, str) and error:
-                message = error
-            message = message or _text(payload.get("message"))
-        if message is None:
-            text = _short(response.text)
-            message = response.reason_phrase or "error"
-            if text:
-                message += f": {text}"
-        return (
-            self._scrub(_short(message, 500)),
-            None if code is None else self._scrub(code),
-            None if hint is None else self._scrub(_short(hint, 500)),
+        self._check_token(op)
+        return self._api.request(
+            op,
+            method,
+            f"/v1{path}",
+            params=params,
+            json=body,
+            headers=self._auth(),
+            idempotent=idempotent,
         )

@@ -1,0 +1,1 @@
+"""Cloudflare resources for journal (Hyperdrive configs, Worker scripts) and their API client."""
