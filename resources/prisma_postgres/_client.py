@@ -59,7 +59,8 @@ from urllib.parse import quote
 
 import httpx
 
-from journal._errors import (
+from journal.provider import (
+    MASK,
     ApiError,
     AuthenticationError,
     MissingCredentialsError,
@@ -67,10 +68,10 @@ from journal._errors import (
     ProviderError,
     RateLimitedError,
     RequestError,
+    Secret,
     ServerError,
     TransportError,
 )
-from journal._secret import MASK, Secret
 
 from ._models import (
     Connection,

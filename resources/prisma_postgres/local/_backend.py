@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import psycopg
 
-from journal._errors import LocalServerError, UsageError
+from journal.provider import LocalServerError, UsageError
 
 if TYPE_CHECKING:
     from ._postgres import PgAdmin
