@@ -55,6 +55,7 @@ class Ref:
     resource: str
     output: str | None = None
 
+
 #: what a visitor returns to go on into a container instead of replacing it
 DESCEND: Final = object()
 
