@@ -39,6 +39,7 @@ first) and is re-resolved by a rollback made from the journal alone.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -53,7 +54,7 @@ from ._events import make_event
 from ._journal import Journal
 from ._ops import destroy_stage, rollback_stage
 from ._projection import ResourceState, load_state, stream_name
-from ._provider import Context, Endpoint, Provider, get_provider, make_context
+from ._provider import Context, Endpoint, Provider, close_shared, get_provider, make_context
 
 __all__ = ["ProviderContract"]
 
@@ -98,9 +99,12 @@ class ProviderContract:
     def _contract_journal(self, tmp_path: Path) -> Iterator[None]:
         self._journal = Journal.open(tmp_path / "contract.db", password=PASSWORD)
         self._tag = uuid.uuid4().hex[:8]
+        self._cache: dict[str, Any] = {}
+        self._cache_lock = threading.Lock()
         try:
             yield
         finally:
+            close_shared(self._cache)
             self._journal.close()
 
     @property
@@ -121,6 +125,8 @@ class ProviderContract:
             stage=stage or self.stage(),
             resource=resource,
             endpoints=self.endpoints(),
+            cache=self._cache,
+            cache_lock=self._cache_lock,
         )
 
     def deploy(self, build: Callable[[], object], stage: str | None = None) -> RunResult:
