@@ -347,8 +347,8 @@ def configure(
             f"({', '.join(c.name for c in wanted)}): pass --credential NAME to store one"
         )
     values: list[tuple[str, str]] = []
-    for cred in wanted:
-        name = cred.env
+    for wanted_one in wanted:
+        name = wanted_one.env
         if from_env is not None:
             value = os.environ.get(from_env, "")
             if not value.strip():

@@ -289,7 +289,7 @@ class Resource(Generic[O]):
                 continue
             if not isinstance(value, str | Secret):
                 raise ValidationError("must be a str or Secret", resource=id, field=name)
-            overrides[name] = Secret(value)
+            overrides[name] = value if isinstance(value, Secret) else Secret(value)
         try:
             values = to_refs(props, owner)
         except TypeError as exc:

@@ -218,6 +218,7 @@ class _OutputSecret(Secret):
     """A Secret output read from a handle: passed in props, it is a reference."""
 
     __slots__ = ("_journal_ref",)
+    _journal_ref: tuple[Ref, object]
 
     def __journal_ref__(self) -> tuple[Ref, object]:
         return self._journal_ref
