@@ -10,6 +10,12 @@ dataclasses; they travel through the journal as JSON (see ``_codec``).
 Providers are found by type name: first among those registered in this process, then through
 the ``journal.providers`` entry-point group (so ``journal destroy`` can delete a stage from its
 journal alone, without running the program). The engine knows no provider by name.
+
+A provider package also registers a :class:`Service` (its credentials, its API URL variable
+and default, its local emulator). The engine resolves them per call into the
+:class:`Context` (:func:`make_context`); the CLI's ``configure``, ``--local`` and
+``local serve`` read them from :func:`services`. The public face of all this is
+``journal.provider``.
 """
 
 from __future__ import annotations
