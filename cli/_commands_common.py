@@ -38,6 +38,8 @@ class State:
     #: --new: a file in the way of a new journal (empty, not a journal) may be moved aside
     new: bool = False
     out: Output = field(default_factory=Output)
+    #: where providers' calls go under --local (service name -> Endpoint); set by the CLI
+    endpoints: dict[str, Any] = field(default_factory=dict)
 
     def stage_name(self) -> str:
         """``--stage``, else JOURNAL_STAGE, else the OS user name."""

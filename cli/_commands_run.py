@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from journal._errors import RunError, RunInterrupted, UnknownSequenceError
+from journal._provider import Endpoint
 from journal._scaffold import TEMPLATES
 
 from ._commands_common import (
@@ -33,12 +35,8 @@ if TYPE_CHECKING:
     from journal._engine import RunResult
     from journal._runner import ProgramRun
 
-#: the bearer token sent to the local API when PRISMA_SERVICE_TOKEN is not set
-LOCAL_TOKEN = "journal-local-token"
-API_URL_ENV = "PRISMA_API_URL"
-TOKEN_ENV = "PRISMA_SERVICE_TOKEN"
 LOCAL_POSTGRES_ENV = "JOURNAL_LOCAL_POSTGRES_URL"
-#: the local API as a plan names it: loopback, never contacted (a plan makes no call)
+#: a local API as a plan names it: loopback, never contacted (a plan makes no call)
 PLAN_LOCAL_URL = "http://127.0.0.1:9"
 
 postgres_url_option = click.option(
@@ -88,37 +86,44 @@ def init(state: State, directory: Path, template: str, name: str | None) -> None
 
 
 @contextmanager
-def local_api(state: State, data_dir: Path, postgres_url: str | None) -> Iterator[str]:
-    """Start the local Prisma-compatible API and point runs at it (PRISMA_API_URL, and
-    PRISMA_SERVICE_TOKEN if unset) until the block ends. Its PostgreSQL is the server at
-    ``postgres_url``, else an embedded one with its data in ``data_dir`` (kept running
-    afterwards, so the connection strings it handed out keep working)."""
-    from journal.resources.prisma_postgres.local import LocalPrismaApi
+def local_api(
+    state: State, journal_dir: Path, postgres_url: str | None
+) -> Iterator[dict[str, Endpoint]]:
+    """Start the local emulator of every installed provider that has one and point runs at
+    them (``state.endpoints``, which runs pass to providers through their Context) until the
+    block ends. Their PostgreSQL is the server at ``postgres_url``, else an embedded one
+    with its data in ``journal_dir/postgres`` (kept running afterwards, so the connection
+    strings it handed out keep working)."""
+    from journal._provider import LocalOptions, services
 
-    where = "the PostgreSQL server given" if postgres_url else f"embedded PostgreSQL in {data_dir}"
-    state.out.err(f"starting the local Prisma API ({where}) ...")
-    api = LocalPrismaApi(postgres_url=postgres_url, data_dir=None if postgres_url else data_dir)
-    with _local_log(state), api, _pointed_at(api.url):
-        state.out.err(f"local Prisma API at {api.url}")
-        yield api.url
+    options = LocalOptions(journal_dir=journal_dir, postgres_url=postgres_url)
+    where = (
+        "the PostgreSQL server given"
+        if postgres_url
+        else f"embedded PostgreSQL in {options.postgres_data}"
+    )
+    endpoints: dict[str, Endpoint] = {}
+    with contextlib.ExitStack() as stack:
+        for service in services():
+            if service.local is None:
+                continue
+            state.out.err(f"starting the local {service.title} ({where}) ...")
+            stack.enter_context(_local_log(state, service.local_logger))
+            endpoint = stack.enter_context(service.local(options))
+            state.out.err(f"local {service.title} at {endpoint.url}")
+            endpoints[service.name] = endpoint
+        with _pointed_at(state, endpoints):
+            yield endpoints
 
 
 @contextmanager
-def _pointed_at(url: str) -> Iterator[None]:
-    """Runs in the block talk to the Prisma API at ``url`` (PRISMA_API_URL, and the local
-    token if PRISMA_SERVICE_TOKEN is unset); the environment is restored afterwards."""
-    saved = {k: os.environ.get(k) for k in (API_URL_ENV, TOKEN_ENV)}
-    os.environ[API_URL_ENV] = url
-    if not os.environ.get(TOKEN_ENV):
-        os.environ[TOKEN_ENV] = LOCAL_TOKEN
+def _pointed_at(state: State, endpoints: dict[str, Endpoint]) -> Iterator[None]:
+    """Runs made in the block send each provider's calls to its endpoint here."""
+    saved, state.endpoints = state.endpoints, endpoints
     try:
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        state.endpoints = saved
 
 
 class _OneLine(logging.Handler):
@@ -142,8 +147,11 @@ class _OneLine(logging.Handler):
 
 
 @contextmanager
-def _local_log(state: State) -> Iterator[None]:
-    logger = logging.getLogger("journal.resources.prisma_postgres.local")
+def _local_log(state: State, name: str | None) -> Iterator[None]:
+    if name is None:
+        yield
+        return
+    logger = logging.getLogger(name)
     handler = _OneLine(state)
     logger.addHandler(handler)
     try:
@@ -154,13 +162,13 @@ def _local_log(state: State) -> Iterator[None]:
 
 @contextmanager
 def _maybe_local(
-    state: State, data_dir: Path, local: bool, postgres_url: str | None
-) -> Iterator[None]:
+    state: State, journal_dir: Path, local: bool, postgres_url: str | None
+) -> Iterator[dict[str, Endpoint]]:
     if not local:
-        yield
+        yield {}
         return
-    with local_api(state, data_dir, postgres_url):
-        yield
+    with local_api(state, journal_dir, postgres_url) as endpoints:
+        yield endpoints
 
 
 @contextmanager
@@ -264,16 +272,19 @@ def _check_journal(state: State, program: Path) -> None:
 
 
 @contextmanager
-def _local_endpoint() -> Iterator[None]:
-    """What a ``plan --local`` needs of the local API: only to be *named* as the endpoint
+def _local_endpoint(state: State) -> Iterator[None]:
+    """What a ``plan --local`` needs of the local APIs: only to be *named* as the endpoints
     (plan makes no call), so nothing is started. The URL is loopback and never contacted."""
-    with _pointed_at(PLAN_LOCAL_URL):
+    from journal._provider import services
+
+    endpoints = {s.name: Endpoint(PLAN_LOCAL_URL) for s in services() if s.local is not None}
+    with _pointed_at(state, endpoints):
         yield
 
 
-def _pg_data(program: Path) -> Path:
-    """The embedded PostgreSQL's data folder of a program: .journal/postgres next to it."""
-    return program.parent / ".journal" / "postgres"
+def _project_dir(program: Path) -> Path:
+    """The program's .journal folder (the local APIs keep their data under it)."""
+    return program.parent / ".journal"
 
 
 def _settings(state: State, program: Path, command: str, concurrency: int | None) -> RunSettings:
@@ -285,6 +296,7 @@ def _settings(state: State, program: Path, command: str, concurrency: int | None
         location=state.program_location(program),
         reporter=state.out.reporter() if command != "plan" else None,
         concurrency=concurrency,
+        endpoints=dict(state.endpoints),
     )
 
 
@@ -339,7 +351,7 @@ def _program(program: Path | None) -> Path:
     "--local",
     is_flag=True,
     default=False,
-    help="Run against the local Prisma-compatible API (started for the run), not the real one.",
+    help="Run against the providers' local APIs (started for the run), not the real ones.",
 )
 @postgres_url_option
 @concurrency_option
@@ -362,7 +374,7 @@ def deploy(
     with interruptible(state, _again("deploy", state, local, program=program)) as results:
         state.prepare_new_journal(state.program_location(path))
         _check_journal(state, path)
-        with _maybe_local(state, _pg_data(path), local, postgres_url):
+        with _maybe_local(state, _project_dir(path), local, postgres_url):
             _run(state, path, "deploy", concurrency, results)
 
 
@@ -373,7 +385,7 @@ def deploy(
     "--local",
     is_flag=True,
     default=False,
-    help="Plan for the local API (which is not started: a plan makes no call).",
+    help="Plan for the local APIs (which are not started: a plan makes no call).",
 )
 @postgres_url_option
 @pass_state
@@ -388,7 +400,7 @@ def plan(state: State, program: Path | None, local: bool, postgres_url: str | No
     if not local:
         _run(state, path, "plan", None)
         return
-    with _local_endpoint():
+    with _local_endpoint(state):
         _run(state, path, "plan", None)
 
 
@@ -399,7 +411,7 @@ def plan(state: State, program: Path | None, local: bool, postgres_url: str | No
     "--local/--no-local",
     default=True,
     show_default=True,
-    help="Run against the local Prisma-compatible API (--no-local: the real API).",
+    help="Run against the providers' local APIs (--no-local: the real ones).",
 )
 @postgres_url_option
 @concurrency_option
@@ -452,7 +464,7 @@ def dev(
         max_runs=1 if once else None,
     )
     abandoned = False
-    with _sigterm_as_interrupt(), _maybe_local(state, _pg_data(path), local, postgres_url):
+    with _sigterm_as_interrupt(), _maybe_local(state, _project_dir(path), local, postgres_url):
         if local:
             out.err(
                 "local mode: resources are recorded in the same journal and stage as real "
@@ -512,12 +524,12 @@ local_option = click.option(
     "--local",
     is_flag=True,
     default=False,
-    help="The stage was deployed to the local API: start it for this command.",
+    help="The stage was deployed to the local APIs: start them for this command.",
 )
 
 
 def _journal_dir(state: State) -> Path:
-    """The folder of the journal (where the local API's PostgreSQL data lives by default)."""
+    """The folder of the journal (where the local APIs keep their data by default)."""
     location = state.location()
     if "://" in location:
         return Path.cwd() / ".journal"
@@ -555,8 +567,10 @@ def destroy(
     ):
         app = find_app(jr, stage, app_name)
         credentials = profile_credentials(jr, state.profile)
-        with _maybe_local(state, _journal_dir(state) / "postgres", local, postgres_url):
-            preview = destroy_stage(jr, app, stage, plan_only=True, credentials=credentials)
+        with _maybe_local(state, _journal_dir(state), local, postgres_url) as endpoints:
+            preview = destroy_stage(
+                jr, app, stage, plan_only=True, credentials=credentials, endpoints=endpoints
+            )
             _check_preview(state, preview)
             if not preview.changes:
                 out.echo(f"{app}/{stage} holds no resources: nothing to destroy")
@@ -573,6 +587,7 @@ def destroy(
                 reporter=out.reporter(),
                 concurrency=concurrency,
                 credentials=credentials,
+                endpoints=endpoints,
                 results=results,
             )
             if result.status == "interrupted":
@@ -621,8 +636,16 @@ def rollback(
             )
         app = find_app(jr, stage, app_name)
         credentials = profile_credentials(jr, state.profile)
-        with _maybe_local(state, _journal_dir(state) / "postgres", local, postgres_url):
-            preview = rollback_stage(jr, app, stage, seq, plan_only=True, credentials=credentials)
+        with _maybe_local(state, _journal_dir(state), local, postgres_url) as endpoints:
+            preview = rollback_stage(
+                jr,
+                app,
+                stage,
+                seq,
+                plan_only=True,
+                credentials=credentials,
+                endpoints=endpoints,
+            )
             _check_preview(state, preview)
             if all(c.action == "noop" for c in preview.changes):
                 out.echo(f"{app}/{stage} already matches its state after sequence {seq}")
@@ -642,6 +665,7 @@ def rollback(
                 reporter=out.reporter(),
                 concurrency=concurrency,
                 credentials=credentials,
+                endpoints=endpoints,
                 results=results,
             )
             if result.status == "interrupted":

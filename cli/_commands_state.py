@@ -3,9 +3,12 @@ configure, and the standalone local API (``journal local serve``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,10 +31,10 @@ from ._output import shown, value_text
 if TYPE_CHECKING:
     from journal._history import HistoryRecord
     from journal._projection import StreamState
+    from journal._provider import Service
 
 NEW_PASSWORD_ENV = "JOURNAL_NEW_PASSWORD"
 #: provider -> the variable name its token is known by (what providers look up)
-TOKEN_NAMES = {"prisma-postgres": "PRISMA_SERVICE_TOKEN"}
 LOCAL_PORT = 4466
 
 
@@ -278,30 +281,43 @@ def rekey(state: State) -> None:
 @new_option
 @click.option(
     "--provider",
-    type=click.Choice(sorted(TOKEN_NAMES)),
-    default="prisma-postgres",
-    show_default=True,
-    help="Whose credential this is.",
+    metavar="NAME",
+    default=None,
+    help="Whose credentials these are: an installed provider's name (prisma-postgres, ...) "
+    "[default: the only provider that declares credentials].",
+)
+@click.option(
+    "--credential",
+    "credential_name",
+    metavar="NAME",
+    default=None,
+    help="Store only this one of the provider's credentials [default: each in turn].",
 )
 @click.option(
     "--from-env",
     "from_env",
     metavar="VAR",
     default=None,
-    help="Read the token from the environment variable VAR.",
+    help="Read the value from the environment variable VAR.",
 )
 @click.option(
     "--list", "list_only", is_flag=True, default=False, help="List what is stored (no values)."
 )
 @pass_state
-def configure(state: State, provider: str, from_env: str | None, list_only: bool) -> None:
-    """Store a provider token, encrypted, in the journal.
+def configure(
+    state: State,
+    provider: str | None,
+    credential_name: str | None,
+    from_env: str | None,
+    list_only: bool,
+) -> None:
+    """Store a provider's credentials, encrypted, in the journal.
 
-    The token is the Prisma service token (PRISMA_SERVICE_TOKEN).
-    The token is read from a hidden prompt on a terminal, else from standard input, or from
-    --from-env VAR; never from the command line. Runs use, in order: a resource's own
-    service_token, PRISMA_SERVICE_TOKEN, then the profile's token (--profile, default
-    "default")."""
+    Each provider declares its credentials and the environment variable of each (Prisma
+    Postgres: its service token, PRISMA_SERVICE_TOKEN). A value is read from a hidden
+    prompt on a terminal, else from standard input, or from --from-env VAR; never from the
+    command line. Runs use, in order: a resource's own value (service_token= ...), the
+    environment variable, then the profile's value (--profile, default "default")."""
     from journal._credentials import DEFAULT_PROFILE, list_credentials, store_credential
 
     profile = state.profile or DEFAULT_PROFILE
@@ -316,23 +332,65 @@ def configure(state: State, provider: str, from_env: str | None, list_only: bool
         if not stored:
             state.out.echo("no credentials stored")
         return
-    name = TOKEN_NAMES[provider]
-    if from_env is not None:
-        value = os.environ.get(from_env, "")
+    service = _service_for(provider)
+    wanted = list(service.credentials)
+    if credential_name is not None:
+        wanted = [c for c in wanted if credential_name in (c.name, c.env)]
+        if not wanted:
+            known = ", ".join(c.name for c in service.credentials)
+            raise UsageError(
+                f"{service.name} has no credential {credential_name!r}; it has: {known}"
+            )
+    if len(wanted) > 1 and (from_env is not None or not state.out.interactive):
+        raise UsageError(
+            f"{service.name} has several credentials "
+            f"({', '.join(c.name for c in wanted)}): pass --credential NAME to store one"
+        )
+    values: list[tuple[str, str]] = []
+    for wanted_one in wanted:
+        name = wanted_one.env
+        if from_env is not None:
+            value = os.environ.get(from_env, "")
+            if not value.strip():
+                raise UsageError(f"{from_env} is not set or empty; nothing was stored")
+        elif state.out.interactive:
+            value = click.prompt(f"{name} for profile {profile!r}", hide_input=True, err=True)
+        else:
+            value = sys.stdin.read()
         if not value.strip():
-            raise UsageError(f"{from_env} is not set or empty; nothing was stored")
-    elif state.out.interactive:
-        value = click.prompt(f"{name} for profile {profile!r}", hide_input=True, err=True)
-    else:
-        value = sys.stdin.read()
-    if not value.strip():
-        raise UsageError(f"no value for {name} was given; nothing was stored")
+            raise UsageError(f"no value for {name} was given; nothing was stored")
+        values.append((name, value.strip()))
     with state.open_journal(create=True, check="write") as jr:
-        stored_one = store_credential(jr, profile, value.strip(), provider=provider, name=name)
-        location = jr.location
-    state.out.echo(
-        f"stored {name} ({provider}) for profile {profile!r} in {location} "
-        f"(event {stored_one.seq}), encrypted"
+        for name, value in values:
+            stored_one = store_credential(jr, profile, value, provider=service.name, name=name)
+            state.out.echo(
+                f"stored {name} ({service.name}) for profile {profile!r} in {jr.location} "
+                f"(event {stored_one.seq}), encrypted"
+            )
+
+
+def _service_for(name: str | None) -> Service:
+    """The installed provider ``name`` that declares credentials (None: the only one)."""
+    from journal._provider import services
+
+    known = [s for s in services() if s.credentials]
+    if name is None:
+        if len(known) == 1:
+            return known[0]
+        raise UsageError(
+            "pass --provider NAME: "
+            + (
+                f"installed providers with credentials are {', '.join(s.name for s in known)}"
+                if known
+                else "no installed provider declares credentials"
+            )
+        )
+    for service in known:
+        if service.name == name:
+            return service
+    raise UsageError(
+        f"no installed provider {name!r} declares credentials"
+        + (f"; installed: {', '.join(s.name for s in known)}" if known else "")
     )
 
 
@@ -341,7 +399,7 @@ def configure(state: State, provider: str, from_env: str | None, list_only: bool
 
 @click.group()
 def local() -> None:
-    """The local Prisma-compatible Management API (real PostgreSQL)."""
+    """The providers' local APIs (Prisma-compatible Management API on real PostgreSQL ...)."""
 
 
 _rate = click.FloatRange(0.0, 1.0)
@@ -405,37 +463,48 @@ def serve(
     seed: int | None,
     stop_postgres: bool,
 ) -> None:
-    """Run the local API in the foreground until Ctrl-C, and print its URL.
+    """Run the local APIs in the foreground until Ctrl-C, and print their URLs.
 
-    Point programs at it with PRISMA_API_URL=<url>; any bearer token is accepted."""
-    from journal.resources.prisma_postgres.local import Faults, serve_forever
+    Every installed provider with a local API gets one (--port is the first one's; the
+    others take free ports). Point programs at one with the variable printed under it; any
+    credential is accepted."""
+    from journal._provider import LocalOptions, services
 
-    try:
-        faults = Faults(
-            latency_s=latency_ms / 1000.0,
-            rate_429=rate_429,
-            rate_5xx=rate_5xx,
-            rate_lost=rate_lost,
-            seed=seed,
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     out = state.out
-
-    def ready(api: Any) -> None:
-        out.echo(f"local Prisma Management API at {api.url}")
-        out.echo(f"  export PRISMA_API_URL={api.url}")
-        out.echo("  any bearer token is accepted; Ctrl-C to stop")
-
-    serve_forever(
-        host=host,
-        port=port,
-        data_dir=data_dir if postgres_url is None else None,
-        postgres_url=postgres_url,
-        faults=faults,
-        stop_postgres=stop_postgres,
-        on_ready=ready,
-    )
+    emulators = [s for s in services() if s.local is not None]
+    if not emulators:
+        raise UsageError("no installed provider has a local API")
+    stop = threading.Event()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous: Any = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
+    try:
+        with contextlib.ExitStack() as stack:
+            for i, service in enumerate(emulators):
+                assert service.local is not None
+                options = LocalOptions(
+                    journal_dir=Path(".journal"),
+                    postgres_url=postgres_url,
+                    postgres_dir=data_dir,
+                    host=host,
+                    port=port if i == 0 else 0,
+                    latency_s=latency_ms / 1000.0,
+                    rate_429=rate_429,
+                    rate_5xx=rate_5xx,
+                    rate_lost=rate_lost,
+                    seed=seed,
+                    stop_postgres=stop_postgres,
+                )
+                endpoint = stack.enter_context(service.local(options))
+                out.echo(f"local {service.title} at {endpoint.url}")
+                if service.api_url_env:
+                    out.echo(f"  export {service.api_url_env}={endpoint.url}")
+            out.echo("  any bearer token is accepted; Ctrl-C to stop")
+            with contextlib.suppress(KeyboardInterrupt):
+                while not stop.wait(0.5):
+                    pass
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
     out.echo("stopped")
 
 

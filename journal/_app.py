@@ -17,6 +17,7 @@ travels in :class:`RunSettings`, set by the runner around the program's executio
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import os
 import re
 import threading
@@ -29,7 +30,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 from . import _settings
 from ._engine import Desired, Ref, Reporter, Run, RunResult
 from ._errors import ProgramError, RunError, RunInterrupted, ValidationError
-from ._provider import get_provider
+from ._provider import Endpoint, get_provider
+from ._refs import tag_output, to_refs
 from ._secret import Secret
 
 __all__ = ["App", "Resource", "RunSettings", "app", "current_app", "run_settings"]
@@ -64,6 +66,9 @@ class RunSettings:
     program_hash: str | None = None
     #: provider credentials from `journal configure` (variable name -> Secret)
     credentials: dict[str, Secret] = field(default_factory=dict)
+    #: where providers' calls go instead of their default API (service name -> Endpoint):
+    #: the local emulators under ``--local``
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
     results: list[RunResult] = field(default_factory=list)
     apps: list[tuple[str, str]] = field(default_factory=list)
 
@@ -156,6 +161,7 @@ class App:
                 program=settings.program,
                 program_hash=settings.program_hash,
                 credentials=settings.credentials,
+                endpoints=settings.endpoints,
             )
             run.begin()
         except BaseException:
@@ -251,7 +257,12 @@ def app(
 class Resource(Generic[O]):
     """Base of every resource handle. Subclasses set ``type_name`` and define a typed
     ``__init__`` that calls ``super().__init__`` with their props, and properties that read
-    ``self.outputs``."""
+    ``self.outputs``.
+
+    Props may hold handles, outputs read from handles (``db.id``) and Secrets inside dicts,
+    lists and tuples at any depth: each handle or output is a reference (``_refs``).
+    ``credentials`` are per-resource overrides of the provider's declared credentials, by
+    name; ``service_token=`` is the same as ``credentials={"service_token": ...}``."""
 
     type_name: ClassVar[str]
 
@@ -263,6 +274,7 @@ class Resource(Generic[O]):
         delete: bool | None = None,
         adopt: bool = False,
         service_token: str | Secret | None = None,
+        credentials: Mapping[str, str | Secret | None] | None = None,
     ) -> None:
         check_name("resource id", id)
         owner = current_app()
@@ -271,11 +283,21 @@ class Resource(Generic[O]):
             raise ValidationError("must be True or False", resource=id, field="delete")
         if not isinstance(adopt, bool):
             raise ValidationError("must be True or False", resource=id, field="adopt")
-        if service_token is not None and not isinstance(service_token, str | Secret):
-            raise ValidationError("must be a str or Secret", resource=id, field="service_token")
-        values = {k: Ref(v.logical_id) if isinstance(v, Resource) else v for k, v in props.items()}
+        overrides: dict[str, Secret] = {}
+        given = {**(credentials or {}), "service_token": service_token}
+        for name, value in given.items():
+            if value is None:
+                continue
+            if not isinstance(value, str | Secret):
+                raise ValidationError("must be a str or Secret", resource=id, field=name)
+            overrides[name] = value if isinstance(value, Secret) else Secret(value)
+        try:
+            values = to_refs(props, owner)
+        except TypeError as exc:
+            raise ValidationError(str(exc), resource=id) from None
         self._logical_id = id
         self._app = owner
+        self._tagged: Any = None
         owner._declare(
             Desired(
                 id=id,
@@ -283,9 +305,7 @@ class Resource(Generic[O]):
                 props=values,
                 delete=provider.default_delete if delete is None else delete,
                 adopt=adopt,
-                service_token=(
-                    Secret(service_token) if isinstance(service_token, str) else service_token
-                ),
+                credentials=overrides,
             )
         )
 
@@ -295,8 +315,40 @@ class Resource(Generic[O]):
 
     @property
     def outputs(self) -> O:
-        """The resource's outputs; blocks until it is reconciled, raises if it failed."""
-        return self._app._wait(self._logical_id)  # type: ignore[no-any-return]
+        """The resource's outputs; blocks until it is reconciled, raises if it failed.
+        Its str and Secret values remember this resource: passed in another resource's
+        props they are references (a dependency, re-resolved on rollback)."""
+        if self._tagged is None:
+            out = self._app._wait(self._logical_id)
+            if dataclasses.is_dataclass(out) and not isinstance(out, type):
+                out = dataclasses.replace(
+                    out,
+                    **{
+                        f.name: tag_output(
+                            getattr(out, f.name), Ref(self._logical_id, f.name), self._app
+                        )
+                        for f in dataclasses.fields(out)
+                        if f.init
+                    },
+                )
+            self._tagged = out
+        return self._tagged  # type: ignore[no-any-return]
+
+    def ref(self, output: str | None = None) -> Ref:
+        """A reference to one of this resource's outputs (None: the one the handle stands
+        for), without waiting for it: pass it in props, the engine resolves it."""
+        if output is not None:
+            provider = get_provider(self.type_name)
+            names = {f.name for f in dataclasses.fields(provider.outputs_type)}
+            if output not in names:
+                raise ValidationError(
+                    f"has no output {output!r}; its outputs are {', '.join(sorted(names))}",
+                    resource=self._logical_id,
+                )
+        return Ref(self._logical_id, output)
+
+    def __journal_ref__(self) -> tuple[Ref, object]:
+        return Ref(self._logical_id), self._app
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._logical_id!r})"

@@ -30,6 +30,11 @@ def encode(value: Any) -> Any:
         return {str(k): encode(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [encode(v) for v in value]
+    if hasattr(type(value), "__journal_ref__"):
+        raise TypeError(
+            f"cannot store {value!r} here: a resource handle is a reference only inside the "
+            "props of another resource of the same app; pass one of its outputs instead"
+        )
     raise TypeError(f"cannot store a value of type {type(value).__name__}")
 
 
@@ -69,9 +74,12 @@ def reveal(value: Any) -> Any:
 
 
 def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Field-level difference of two JSON objects, masked: ``{field: [old, new]}``."""
-    old = old or {}
-    new = new or {}
+    """Field-level difference of two JSON objects, masked: ``{path: [old, new]}``. Nested
+    dicts and lists are compared inside (``bindings.HYPERDRIVE``; see ``_refs.flatten``)."""
+    from ._refs import flatten
+
+    old = flatten(old or {})
+    new = flatten(new or {})
     out: dict[str, Any] = {}
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)

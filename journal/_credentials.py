@@ -3,9 +3,10 @@
 A credential is a ``credential.stored`` event in the reserved stream ``_profiles/<profile>``:
 ``{profile, provider, name, value: {"$secret": ...}, actor, host, time}``. Like every payload it
 is sealed with the journal's key, so the token is encrypted at rest and never on disk in clear.
-The newest event for a name wins. Runs get the profile's credentials as
-``RunSettings.credentials`` (name -> Secret); a provider reaches them through
-``Context.credentials`` and uses them after its own ``service_token=`` and the environment.
+The newest event for a name wins; ``name`` is the environment variable a provider's
+``Credential`` declares. Runs get the profile's credentials as ``RunSettings.credentials``
+(variable name -> Secret); the engine resolves them, after the resource's own value and the
+environment, into ``Context.credentials`` (see ``_provider.make_context``).
 
 Reserved streams start with ``_``: they are never taken for an app's stage.
 """

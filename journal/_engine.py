@@ -45,9 +45,10 @@ from ._identity import check_endpoint, credential_record, gone_for_others, ident
 from ._interrupt import interruption
 from ._projection import ResourceState, StreamState, apply, load_state, snapshot_state, stream_name
 from ._protocols import JournalLike as _Journal
-from ._provider import Context, Provider, close_shared, get_provider
-from ._results import Change, Desired, Ref, Reporter, RunResult, Silent
-from ._secret import Secret
+from ._provider import Context, Endpoint, Provider, close_shared, get_provider, make_context
+from ._refs import Ref, ref_to_json, resolve
+from ._results import Change, Desired, Reporter, RunResult, Silent
+from ._secret import Secret, is_secret_json, secret_from_json, secret_to_json
 from ._settings import actor as actor
 
 __all__ = [
@@ -103,6 +104,14 @@ def _unknown_outputs(provider: Provider[Any, Any]) -> Any:
     return provider.outputs_type(**values)
 
 
+def _same_options(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Options compare without their unset (None) entries: journals written before providers
+    declared their credentials record ``service_token: None`` for "no override"."""
+    return {k: v for k, v in a.items() if v is not None} == {
+        k: v for k, v in b.items() if v is not None
+    }
+
+
 class Run:
     """One run of one stage. Use ``begin()`` first, then declare, then finalize/fail/destroy."""
 
@@ -120,6 +129,7 @@ class Run:
         program_hash: str | None = None,
         extra: Mapping[str, Any] | None = None,
         credentials: Mapping[str, Secret] | None = None,
+        endpoints: Mapping[str, Endpoint] | None = None,
     ) -> None:
         self.journal = journal
         self.app = app
@@ -133,7 +143,10 @@ class Run:
         self.program = program
         self.program_hash = program_hash
         self.extra = dict(extra or {})
+        #: the profile's credentials (``journal configure``), by environment variable name
         self.credentials = dict(credentials or {})
+        #: providers' endpoints for this run (an emulator's under ``--local``), by service
+        self.endpoints = dict(endpoints or {})
         self.run_id = uuid.uuid4().hex[:16]
         self.state = StreamState(stream=self.stream)
         self._state_lock = threading.Lock()
@@ -311,7 +324,7 @@ class Run:
     def _recover_read(self, res: ResourceState) -> bool:
         """Read the remote object of a pending operation and record what is there."""
         provider = get_provider(res.type)
-        ctx = self._context(res.id, res.options)
+        ctx = self._context(res.id, res.type, res.options)
         # read only through the API the operation was started on: another one would answer
         # "not there" for an object that lives elsewhere (and a create would be made twice)
         endpoint = provider.endpoint(ctx)
@@ -431,45 +444,47 @@ class Run:
 
     # --- reconcile one resource --------------------------------------------------------
 
-    def _context(self, rid: str, options: Mapping[str, Any] | None = None) -> Context:
-        token = (options or {}).get("service_token")
-        if isinstance(token, dict):
-            token = Secret(token["$secret"])
-        return Context(
+    def _context(
+        self, rid: str, type_name: str, options: Mapping[str, Any] | None = None
+    ) -> Context:
+        """The provider's context: the resource's own credentials are the secrets in its
+        recorded options (``service_token``, ...)."""
+        options = options or {}
+        return make_context(
+            type_name,
             app=self.app,
             stage=self.stage,
             resource=rid,
-            service_token=token,
-            adopt=bool((options or {}).get("adopt")),
-            credentials=self.credentials,
+            overrides={k: secret_from_json(v) for k, v in options.items() if is_secret_json(v)},
+            profile=self.credentials,
+            endpoints=self.endpoints,
+            adopt=bool(options.get("adopt")),
             offline=self.plan_only,
             cache=self._cache,
             cache_lock=self._cache_lock,
         )
 
-    def _resolve(self, d: Desired) -> tuple[dict[str, Any], dict[str, str]]:
-        values: dict[str, Any] = {}
-        refs: dict[str, str] = {}
-        for key, value in d.props.items():
-            if isinstance(value, Ref):
-                dep_out = self._futures[value.resource].result()
-                dep_type = self._desired[value.resource].type
-                values[key] = getattr(dep_out, get_provider(dep_type).ref_field)
-                refs[key] = value.resource
-            else:
-                values[key] = value
-        return values, refs
+    def _resolve(self, d: Desired) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The props with every reference (at any depth) replaced by the output it names,
+        and the references as recorded: ``{path: resource | {resource, output}}``."""
+
+        def value_of(ref: Ref) -> Any:
+            dep_out = self._futures[ref.resource].result()
+            field = ref.output or get_provider(self._desired[ref.resource].type).ref_field
+            return getattr(dep_out, field)
+
+        values, refs = resolve(d.props, value_of)
+        return values, {path: ref_to_json(ref) for path, ref in refs.items()}
 
     def _reconcile(self, rid: str) -> Any:
         if rid in self._unresolved:
             raise self._unresolved[rid]
         d = self._desired[rid]
         provider = get_provider(d.type)
-        options = {
-            "adopt": d.adopt,
-            "service_token": encode(d.service_token) if d.service_token is not None else None,
-        }
-        ctx = self._context(rid, options)
+        options: dict[str, Any] = {"adopt": d.adopt}
+        for name, value in sorted(d.credentials.items()):
+            options[name] = secret_to_json(value)
+        ctx = self._context(rid, d.type, options)
         with self._state_lock:
             cur = self.state.resources.get(rid)
             cur = ResourceState.from_json(cur.to_json()) if cur is not None else None
@@ -494,6 +509,7 @@ class Run:
         elif cur.props == pj:
             action = "noop"
         else:
+            # top-level fields decide: a change anywhere inside a field changes that field
             changed = {k for k in set(pj) | set(cur.props) if pj.get(k) != cur.props.get(k)}
             action = "update" if changed <= provider.updatable else "replace"
         change_diff = diff(cur.props if cur is not None and cur.exists else None, pj)
@@ -506,7 +522,7 @@ class Run:
             assert cur is not None and cur.outputs is not None
             if identity(cur.options) != identity(options):
                 options = self._confirmed_identity(provider, ctx, props, cur, options)
-            if cur.delete != d.delete or cur.options != options:
+            if cur.delete != d.delete or not _same_options(cur.options, options):
                 self._event(
                     "resource.policy.changed", rid, d.type, delete=d.delete, options=options
                 )
@@ -862,7 +878,7 @@ class Run:
             self.reporter.resource(rid, tname, "forget", "done", 0.0, None)
             return
         provider = get_provider(tname)
-        ctx = self._context(rid, options)
+        ctx = self._context(rid, tname, options)
         endpoint = provider.endpoint(ctx)
         check_endpoint(rid, options, endpoint)
 

@@ -126,8 +126,11 @@ def _parse_time(value: object) -> datetime | None:
 
 
 def _prefixed(prefix: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> Json:
-    """Field-level difference, secrets still in their JSON form: ``record`` masks them."""
-    old, new = old or {}, new or {}
+    """Field-level difference, secrets still in their JSON form: ``record`` masks them.
+    Nested dicts and lists are compared inside (``props.bindings.HYPERDRIVE``)."""
+    from ._refs import flatten
+
+    old, new = flatten(old or {}), flatten(new or {})
     return {
         f"{prefix}.{k}": [old.get(k), new.get(k)]
         for k in sorted(set(old) | set(new))

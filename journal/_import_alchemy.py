@@ -53,7 +53,7 @@ from ._errors import JournalError, UsageError, ValidationError
 from ._events import make_event
 from ._identity import credential_record
 from ._projection import apply, load_state, snapshot_state, stream_name
-from ._provider import Context, Provider, close_shared, get_provider
+from ._provider import Context, Provider, close_shared, get_provider, make_context
 from ._secret import Secret
 
 __all__ = [
@@ -251,11 +251,12 @@ def _plan_resource(
         source_rec = dataclasses.replace(rec, props=rec.old_props)
     mapped = mapper(source_rec, link)
     provider = get_provider(mapped.type_name)
-    ctx = Context(
+    ctx = make_context(
+        provider.type_name,
         app=rec.app,
         stage=rec.stage,
         resource=rec.id,
-        service_token=mapped.service_token,
+        overrides={"service_token": mapped.service_token} if mapped.service_token else {},
         cache=cache,
     )
     try:

@@ -10,10 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._codec import decode
-from ._engine import Desired, Ref, Reporter, Run, RunResult
+from ._engine import Desired, Reporter, Run, RunResult
 from ._errors import UsageError
 from ._projection import ResourceState, load_state
-from ._secret import Secret
+from ._provider import Endpoint
+from ._refs import place, refs_from_json
+from ._secret import Secret, is_secret_json, secret_from_json
 
 __all__ = ["destroy_stage", "find_app", "rollback_stage", "stage_streams"]
 
@@ -56,6 +58,7 @@ def destroy_stage(
     lock_timeout: float = 0.0,
     plan_only: bool = False,
     credentials: Mapping[str, Secret] | None = None,
+    endpoints: Mapping[str, Endpoint] | None = None,
     results: list[RunResult] | None = None,
 ) -> RunResult:
     """Delete every resource of the stage in reverse dependency order (protected ones are
@@ -70,6 +73,7 @@ def destroy_stage(
         concurrency=concurrency,
         lock_timeout=lock_timeout,
         credentials=credentials,
+        endpoints=endpoints,
     )
     try:
         run.begin()
@@ -80,17 +84,20 @@ def destroy_stage(
 
 
 def _desired_from_state(res: ResourceState) -> Desired:
+    """A recorded resource as a declaration: its props with each recorded reference put
+    back at its path (``bindings.HYPERDRIVE``; top-level fields in older journals), and its
+    own credentials (the secrets in its options)."""
     props: dict[str, Any] = {k: decode(v) for k, v in res.props.items()}
-    for field, dep in res.refs.items():
-        props[field] = Ref(dep)
-    token = res.options.get("service_token")
+    recorded: Mapping[str, Any] = res.refs
+    for path, ref in refs_from_json(recorded).items():
+        place(props, path, ref)
     return Desired(
         id=res.id,
         type=res.type,
         props=props,
         delete=res.delete,
         adopt=False,
-        service_token=Secret(token["$secret"]) if isinstance(token, dict) else None,
+        credentials={k: secret_from_json(v) for k, v in res.options.items() if is_secret_json(v)},
     )
 
 
@@ -122,6 +129,7 @@ def rollback_stage(
     lock_timeout: float = 0.0,
     plan_only: bool = False,
     credentials: Mapping[str, Secret] | None = None,
+    endpoints: Mapping[str, Endpoint] | None = None,
     results: list[RunResult] | None = None,
 ) -> RunResult:
     """Bring the stage back to its state after global sequence ``seq``.
@@ -142,6 +150,7 @@ def rollback_stage(
         lock_timeout=lock_timeout,
         extra={"target_seq": seq},
         credentials=credentials,
+        endpoints=endpoints,
     )
     try:
         run.begin()

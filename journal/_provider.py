@@ -10,29 +10,49 @@ dataclasses; they travel through the journal as JSON (see ``_codec``).
 Providers are found by type name: first among those registered in this process, then through
 the ``journal.providers`` entry-point group (so ``journal destroy`` can delete a stage from its
 journal alone, without running the program). The engine knows no provider by name.
+
+A provider package also registers a :class:`Service` (its credentials, its API URL variable
+and default, its local emulator). The engine resolves them per call into the
+:class:`Context` (:func:`make_context`); the CLI's ``configure``, ``--local`` and
+``local serve`` read them from :func:`services`. The public face of all this is
+``journal.provider``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Generic, TypeVar
+from pathlib import Path
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from ._errors import UsageError, ValidationError
 from ._secret import Secret
 
 __all__ = [
     "Context",
+    "Credential",
+    "Emulator",
+    "Endpoint",
+    "LocalOptions",
     "Provider",
+    "Service",
+    "check_props",
     "close_shared",
     "get_provider",
+    "get_service",
+    "make_context",
     "physical_name",
     "register_provider",
+    "register_service",
+    "services",
 ]
 
 P = TypeVar("P")
@@ -45,17 +65,117 @@ def physical_name(app: str, logical_id: str, stage: str) -> str:
 
 
 @dataclass(frozen=True)
+class Credential:
+    """A credential a provider declares: ``name`` is the per-resource keyword
+    (``service_token=``) and the key in :attr:`Context.credentials`; ``env`` is the
+    environment variable it is read from, and the name ``journal configure`` stores it under."""
+
+    name: str
+    env: str
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a provider's calls go in a run when not to its default API: an emulator's URL,
+    and the credentials it accepts (used when none is configured)."""
+
+    url: str
+    credentials: Mapping[str, Secret] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    """What the CLI tells a provider's local emulator (``--local``, ``journal local serve``)."""
+
+    #: the project's ``.journal`` folder: emulators keep their data under it
+    journal_dir: Path
+    #: a PostgreSQL server (superuser URL) to use instead of the embedded one
+    postgres_url: str | None = None
+    #: the embedded PostgreSQL's data folder (default ``journal_dir / "postgres"``)
+    postgres_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    #: injected faults (``journal local serve``): delay, and shares of answers 429 / 5xx / lost
+    latency_s: float = 0.0
+    rate_429: float = 0.0
+    rate_5xx: float = 0.0
+    rate_lost: float = 0.0
+    seed: int | None = None
+    #: stop the embedded PostgreSQL when the emulator stops (default: keep it for next time)
+    stop_postgres: bool = False
+
+    @property
+    def postgres_data(self) -> Path:
+        return self.postgres_dir if self.postgres_dir is not None else self.journal_dir / "postgres"
+
+
+#: a provider's local emulator: started for the block, it yields where it listens
+Emulator = Callable[[LocalOptions], AbstractContextManager[Endpoint]]
+
+_RESERVED_NAMES: Final = frozenset({"adopt", "credential", "delete", "endpoint"})
+_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+@dataclass(frozen=True)
+class Service:
+    """What a provider package declares once for all its resource types (those whose type
+    name starts with ``name.``): its credentials, its API's URL and its local emulator."""
+
+    #: the type-name prefix: ``"prisma-postgres"`` for ``"prisma-postgres.Database"``
+    name: str
+    #: how people call its API: ``"Prisma Management API"``
+    title: str
+    credentials: tuple[Credential, ...] = ()
+    #: the environment variable that overrides the API's URL, and the default URL
+    api_url_env: str | None = None
+    default_api_url: str | None = None
+    #: starts a local API that behaves like the real one (``--local``, ``journal local serve``)
+    local: Emulator | None = None
+    #: the logger of the emulator: the CLI shows its warnings
+    local_logger: str | None = None
+
+    def credential(self, name: str) -> Credential:
+        for c in self.credentials:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+def _check_service(service: Service) -> list[str]:
+    problems = []
+    if not _SERVICE_NAME.match(service.name):
+        problems.append("name must be lowercase letters, digits and '-'")
+    names = [c.name for c in service.credentials]
+    if len(set(names)) != len(names):
+        problems.append("credential names must be unique")
+    for c in service.credentials:
+        if c.name in _RESERVED_NAMES or not c.name.isidentifier():
+            problems.append(f"credential name {c.name!r} is not a usable keyword")
+        if not _ENV_NAME.match(c.env):
+            problems.append(f"credential env {c.env!r} is not an environment variable name")
+    if service.api_url_env is not None and not _ENV_NAME.match(service.api_url_env):
+        problems.append(f"api_url_env {service.api_url_env!r} is not a variable name")
+    return problems
+
+
+@dataclass(frozen=True)
 class Context:
-    """What a provider call knows about where it runs."""
+    """What a provider call knows about where it runs.
+
+    ``credentials`` are this provider's, by the names its :class:`Service` declares, already
+    resolved (the resource's own override, else the environment variable, else the local
+    emulator's, else the ``journal configure`` profile's). ``api_url`` is where its API is
+    (an emulator's under ``--local``, else the ``api_url_env`` variable, else the default).
+    """
 
     app: str
     stage: str
     resource: str
-    #: per-resource options: service_token (a Secret) and adopt
-    service_token: Secret | None = None
     adopt: bool = False
-    #: provider credentials stored with `journal configure` (profile), by variable name
     credentials: Mapping[str, Secret] = field(default_factory=dict)
+    api_url: str | None = None
     #: a plan: the run makes no call, so ``endpoint()`` answers without any I/O
     offline: bool = False
     #: shared per-run objects (HTTP clients ...) keyed by the provider
@@ -66,12 +186,81 @@ class Context:
     def default_name(self) -> str:
         return physical_name(self.app, self.resource, self.stage)
 
+    def credential(self, name: str) -> Secret | None:
+        """The credential ``name`` (blank counts as unset), or None."""
+        value = self.credentials.get(name)
+        if value is None or not value.unencrypted.strip():
+            return None
+        return Secret(value.unencrypted.strip())
+
+    @property
+    def service_token(self) -> Secret | None:
+        """``credential("service_token")`` (the first API's name for it)."""
+        return self.credential("service_token")
+
     def shared(self, key: str, factory: Callable[[], Any]) -> Any:
         """A per-run object shared by all calls (created once, thread-safe)."""
         with self.cache_lock:
             if key not in self.cache:
                 self.cache[key] = factory()
             return self.cache[key]
+
+
+def make_context(
+    type_name: str,
+    *,
+    app: str,
+    stage: str,
+    resource: str,
+    overrides: Mapping[str, Secret] | None = None,
+    profile: Mapping[str, Secret] | None = None,
+    endpoints: Mapping[str, Endpoint] | None = None,
+    adopt: bool = False,
+    offline: bool = False,
+    cache: dict[str, Any] | None = None,
+    cache_lock: threading.Lock | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Context:
+    """The context of a call on a resource of ``type_name``: its service's credentials
+    resolved (``overrides`` by credential name, then the environment, then the endpoint's,
+    then ``profile``, which is keyed by environment variable name) and its API's URL
+    (``endpoints`` by service name, then the environment, then the default)."""
+    env = os.environ if environ is None else environ
+    creds: dict[str, Secret] = {}
+    api_url: str | None = None
+    service = get_service(type_name.split(".", 1)[0])
+    endpoint = (endpoints or {}).get(service.name) if service is not None else None
+    overrides = overrides or {}
+    if service is not None:
+        for c in service.credentials:
+            found: Secret | None = overrides.get(c.name)
+            if found is None and env.get(c.env, "").strip():
+                found = Secret(env[c.env])
+            if found is None and endpoint is not None:
+                found = endpoint.credentials.get(c.name)
+            if found is None:
+                found = (profile or {}).get(c.env)
+            if found is not None:
+                creds[c.name] = found
+        if endpoint is not None:
+            api_url = endpoint.url
+        elif service.api_url_env and env.get(service.api_url_env, "").strip():
+            api_url = env[service.api_url_env].strip()
+        else:
+            api_url = service.default_api_url
+    for name, value in overrides.items():
+        creds.setdefault(name, value)
+    return Context(
+        app=app,
+        stage=stage,
+        resource=resource,
+        adopt=adopt,
+        credentials=creds,
+        api_url=api_url,
+        offline=offline,
+        cache=cache if cache is not None else {},
+        cache_lock=cache_lock if cache_lock is not None else threading.Lock(),
+    )
 
 
 def close_shared(cache: dict[str, Any]) -> None:
@@ -216,10 +405,7 @@ def get_provider(type_name: str) -> Provider[Any, Any]:
         found = _REGISTRY.get(type_name)
     if found is not None:
         return found
-    prefix = type_name.split(".", 1)[0]
-    for ep in entry_points(group="journal.providers"):
-        if ep.name == prefix:
-            ep.load()
+    _load_entry_point(type_name.split(".", 1)[0])
     with _LOCK:
         found = _REGISTRY.get(type_name)
     if found is None:
@@ -228,6 +414,49 @@ def get_provider(type_name: str) -> Provider[Any, Any]:
             "provides it (entry point group 'journal.providers')"
         )
     return found
+
+
+_SERVICES: dict[str, Service] = {}
+
+
+def register_service(service: Service) -> Service:
+    """Register what a provider package declares (its credentials, API URL and emulator);
+    validated here. Registering the same declaration again is a no-op."""
+    problems = _check_service(service)
+    if problems:
+        raise TypeError(f"service {service.name!r}: " + "; ".join(problems))
+    with _LOCK:
+        existing = _SERVICES.get(service.name)
+        if existing is not None and existing != service:
+            raise TypeError(f"service {service.name!r} is registered twice, differently")
+        _SERVICES[service.name] = service
+    return service
+
+
+def _load_entry_point(prefix: str) -> None:
+    for ep in entry_points(group="journal.providers"):
+        if ep.name == prefix:
+            ep.load()
+
+
+def get_service(name: str) -> Service | None:
+    """The service registered as ``name`` (loading its entry point), or None."""
+    with _LOCK:
+        found = _SERVICES.get(name)
+    if found is None:
+        _load_entry_point(name)
+        with _LOCK:
+            found = _SERVICES.get(name)
+    return found
+
+
+def services() -> list[Service]:
+    """Every service: those registered in this process and those installed (entry points)."""
+    for ep in entry_points(group="journal.providers"):
+        with contextlib.suppress(Exception):
+            ep.load()
+    with _LOCK:
+        return [_SERVICES[k] for k in sorted(_SERVICES)]
 
 
 def check_props(props: Any, resource: str, **expected: type | tuple[type, ...]) -> None:

@@ -6,16 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ._refs import Ref, find_refs
 from ._secret import Secret
 
 __all__ = ["Change", "Desired", "Ref", "Reporter", "RunResult", "Silent"]
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A prop that stands for another resource (its ``ref_field`` output, e.g. its id)."""
-
-    resource: str
 
 
 @dataclass
@@ -27,11 +21,21 @@ class Desired:
     props: dict[str, Any]
     delete: bool
     adopt: bool = False
+    #: the resource's own ``service_token=`` (kept for callers of the first API; it goes
+    #: into ``credentials``)
     service_token: Secret | None = None
+    #: per-resource credentials (a credential name the provider declares -> value)
+    credentials: dict[str, Secret] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.credentials = dict(self.credentials)
+        if self.service_token is not None:
+            self.credentials.setdefault("service_token", self.service_token)
 
     @property
     def deps(self) -> list[str]:
-        return sorted({v.resource for v in self.props.values() if isinstance(v, Ref)})
+        """The resources referenced anywhere in the props (``_refs.find_refs``)."""
+        return sorted({ref.resource for _path, ref in find_refs(self.props)})
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
-from . import _alchemy  # noqa: F401 - registers the Alchemy kinds for `journal import-alchemy`
+from . import (
+    _alchemy,  # noqa: F401 - registers the Alchemy kinds for `journal import-alchemy`
+    _service,  # noqa: F401 - registers the service: credentials, API URL, local API
+)
 from ._client import PrismaClient
 from ._resources import (
     REGIONS,

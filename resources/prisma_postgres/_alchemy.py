@@ -19,9 +19,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from journal._alchemy_state import AlchemyRecord, AlchemyStateError
-from journal._import_alchemy import Linker, Mapped, register_alchemy_kind
-from journal._secret import Secret
+from journal.provider import (
+    AlchemyRecord,
+    AlchemyStateError,
+    Linker,
+    Mapped,
+    Secret,
+    register_alchemy_kind,
+)
 
 from ._resources import (
     DEFAULT_REGION,

@@ -51,21 +51,19 @@ from typing import Final, TypeVar
 
 import httpx
 
-from journal._errors import (
+from journal.provider import (
+    ApiClient,
     ApiError,
+    HttpClient,
     MissingCredentialsError,
     NotFoundError,
     ProviderError,
-)
-from journal._http import (
-    ApiClient,
-    HttpClient,
+    Secret,
     default_http_client,
     json_error_detail,
     paginate_cursor,
     segment,
 )
-from journal._secret import Secret
 
 from ._models import (
     Connection,

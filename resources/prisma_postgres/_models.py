@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from journal._secret import Secret
+from journal.provider import Secret
 
 __all__ = [
     "Connection",

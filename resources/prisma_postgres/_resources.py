@@ -14,26 +14,36 @@ class a program declares. Names default to ``<app>-<id>-<stage>`` so stages neve
   connection (``adopt=True``, or recovering an interrupted create) rotates its password.
 - ``WorkspaceRef``: a lookup by name or id, not a managed resource.
 
-The service token is, in order: the resource's ``service_token=``, ``PRISMA_SERVICE_TOKEN``,
-then the token stored with ``journal configure``.
+The service token is the credential ``service_token`` the package declares (``_service``):
+the resource's ``service_token=``, else ``PRISMA_SERVICE_TOKEN``, else the token stored with
+``journal configure`` (the engine resolves it into ``Context.credentials``); the API's URL is
+``Context.api_url`` (``PRISMA_API_URL``, or the local API under ``--local``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
-from journal._app import Resource
-from journal._engine import Ref
-from journal._errors import ApiError, NotFoundError, ProviderError, ServerError, ValidationError
-from journal._provider import Context, Provider, register_provider
-from journal._secret import Secret
+from journal.provider import (
+    ApiError,
+    Context,
+    NotFoundError,
+    Provider,
+    ProviderError,
+    Ref,
+    Resource,
+    Secret,
+    ServerError,
+    ValidationError,
+    register_provider,
+)
 
 from . import _client as api
+from ._service import SERVICE
 
 __all__ = [
     "REGIONS",
@@ -61,17 +71,17 @@ _MAX_NAME = 100
 
 
 def _token(ctx: Context) -> Secret | None:
-    """The service token: the resource's, else PRISMA_SERVICE_TOKEN, else `journal configure`'s."""
-    token: Secret | str | None = ctx.service_token
-    if token is None:
-        token = os.environ.get(api.TOKEN_ENV) or ctx.credentials.get(api.TOKEN_ENV)
-    plain = token.unencrypted if isinstance(token, Secret) else (token or "")
-    return Secret(plain.strip()) if plain.strip() else None
+    """The service token, as the engine resolved it."""
+    return ctx.credential("service_token")
+
+
+def _url(ctx: Context) -> str:
+    return (ctx.api_url or SERVICE.default_api_url or api.DEFAULT_API_URL).strip()
 
 
 def _client(ctx: Context) -> api.PrismaClient:
     token = _token(ctx)
-    url = os.environ.get(api.API_URL_ENV) or api.DEFAULT_API_URL
+    url = _url(ctx)
     plain = token.unencrypted if token is not None else ""
     key = "prisma:" + url + ":" + hashlib.blake2b(plain.encode(), digest_size=8).hexdigest()
     client: api.PrismaClient = ctx.shared(key, lambda: api.PrismaClient(token=token, base_url=url))
@@ -82,7 +92,7 @@ def _endpoint(ctx: Context) -> str:
     """The API's origin; for a loopback API (whose port changes between runs) ``local:<id>``
     with the id the local API keeps in its metadata database, so that two local APIs (two
     data folders, two PostgreSQL servers) are told apart. ``local`` if it gives no id."""
-    url = (os.environ.get(api.API_URL_ENV) or api.DEFAULT_API_URL).strip().rstrip("/")
+    url = _url(ctx).rstrip("/")
     host = urlsplit(url).hostname or ""
     if host not in ("127.0.0.1", "localhost", "::1"):
         return url.removesuffix("/v1")

@@ -30,7 +30,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import psycopg
 
-from journal._errors import LocalServerError, UsageError
+from journal.provider import LocalServerError, UsageError
 
 __all__ = [
     "REGIONS",

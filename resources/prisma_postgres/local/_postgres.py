@@ -54,7 +54,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import class_row
 
-from journal._errors import LocalServerError
+from journal.provider import LocalServerError
 
 from ._backend import (
     Connection,

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, unquote
 
 import psycopg
 
-from journal._errors import LocalServerError
+from journal.provider import LocalServerError
 
 from ._backend import (
     REGIONS,
