@@ -22,6 +22,7 @@ from journal._errors import IntegrityError, UsageError
 from ._output import Output
 
 if TYPE_CHECKING:
+    from journal._binding import Binding
     from journal._journal import Journal
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -235,3 +236,127 @@ def app_option(f: F) -> F:
 program_argument = click.argument(
     "program", required=False, type=click.Path(dir_okay=True, path_type=Path)
 )
+
+
+# --- issue 13: where a stage lives (journal._binding) ---------------------------------------
+
+#: where runs go without PRISMA_API_URL (the provider's default origin)
+REAL_API = "https://api.prisma.io"
+
+
+def real_origin() -> str:
+    """The real API's origin this run would talk to (PRISMA_API_URL, else the default)."""
+    url = (os.environ.get("PRISMA_API_URL") or REAL_API).strip().rstrip("/")
+    return url.removesuffix("/v1")
+
+
+def dev_stage() -> str:
+    """`journal dev`'s own stage when none is chosen: ``dev-<user>`` (as Alchemy's per-user
+    dev stage), so a deploy of the default stage never waits on a running dev loop."""
+    import re
+
+    from journal._engine import actor
+
+    user = re.sub(r"[^A-Za-z0-9_.-]+", "-", actor()).strip("-._") or "user"
+    return f"dev-{user}"[:63]
+
+
+@dataclass(frozen=True)
+class Where:
+    """The stage a command works on and the target it goes to."""
+
+    stage: str
+    target: str
+    #: the binding found in the journal (None: a stage not deployed yet)
+    binding: Binding | None
+
+    @property
+    def local(self) -> bool:
+        from journal._binding import LOCAL
+
+        return self.target == LOCAL
+
+
+def stage_target(
+    state: State,
+    command: str,
+    requested: bool | None,
+    *,
+    location: str,
+    app: str | None = None,
+    default_local: bool = False,
+) -> Where:
+    """Where ``command`` goes for the chosen stage: the target it is bound to; for a stage
+    not deployed yet, ``--local``/``--no-local`` (``requested``), else the default. A flag
+    that contradicts the binding is refused with what to type instead. The first line of
+    the command's output says which it is."""
+    from journal._binding import LOCAL, describe, stage_binding
+    from journal._dev import journal_exists
+    from journal._journal import Journal
+
+    stage = state.stage_name()
+    binding = None
+    if journal_exists(location):
+        with Journal.open(location, create=False) as jr:
+            binding = stage_binding(jr, stage, app)
+    here = real_origin()
+    if binding is None:
+        local = requested if requested is not None else default_local
+        target = LOCAL if local else here
+        verb = "planning for" if command == "plan" else "deploying to"
+        if command in ("destroy", "rollback", "refresh"):
+            state.out.err(f"stage {stage}: no target recorded; using {describe(target)}")
+        else:
+            state.out.err(
+                f"stage {stage}: not deployed yet; {verb} {describe(target)}"
+                + ("" if command == "plan" else ", where the stage will stay")
+            )
+        return Where(stage, target, None)
+    _refuse_other_target(command, stage, binding, requested, here)
+    how = f"event {binding.seq}" if binding.seq is not None else "its objects' endpoints"
+    state.out.err(f"stage {stage} lives on {describe(binding.target)} (bound: {how})")
+    return Where(stage, binding.target, binding)
+
+
+def _refuse_other_target(
+    command: str, stage: str, binding: Binding, requested: bool | None, here: str
+) -> None:
+    from journal._binding import describe
+
+    lives = f"stage {stage!r} lives on {describe(binding.target)} (bound at its first deploy)"
+    if binding.local:
+        if requested is False:
+            raise UsageError(
+                f"{lives}; --no-local would send it to {here}. Run `journal {command}` "
+                f"without --no-local, or use another stage for the real API: "
+                f"`journal {command} --no-local --stage {_other(stage)}`"
+            )
+        return
+    if requested is True:
+        raise UsageError(
+            f"{lives}; --local would send it to the local API. Run `journal {command}` "
+            f"without --local, or use another stage for the local API: "
+            f"`journal {command} --local --stage {dev_stage()}`"
+        )
+    if here != binding.target:
+        raise UsageError(
+            f"{lives}, but PRISMA_API_URL points this run at {here}: set "
+            f"PRISMA_API_URL={binding.target} (or unset it for {REAL_API}), or use another "
+            f"stage: `journal {command} --stage {_other(stage)}`"
+        )
+
+
+def _other(stage: str) -> str:
+    return f"{stage}-real"[:63] if not stage.endswith("-real") else f"{stage}-2"[:63]
+
+
+def bind_stages(location: str, streams: list[str], target: str) -> None:
+    """After a run that deployed: record the target of each of its stages that has none."""
+    from journal._binding import record_binding
+    from journal._dev import journal_exists
+    from journal._journal import Journal
+
+    if not streams or not journal_exists(location):
+        return
+    with Journal.open(location, create=False) as jr:
+        record_binding(jr, streams, target)

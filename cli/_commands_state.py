@@ -8,6 +8,8 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -124,7 +126,18 @@ def _load(state: State, app_name: str | None) -> StreamState:
     stage = state.stage_name()
     with state.open_journal(check="read") as jr:
         app = find_app(jr, stage, app_name)
-        return load_state(jr, stream_name(app, stage))
+        return _without_pending_exports(state, load_state(jr, stream_name(app, stage)))
+
+
+def _without_pending_exports(state: State, st: StreamState) -> StreamState:
+    """Issue 13: no export a resource with a pending operation holds is shown (those of
+    deleted or gone resources are dropped by the fold)."""
+    from journal._refresh import usable_outputs
+
+    st.outputs, withheld = usable_outputs(st)
+    for key, why in sorted(withheld.items()):
+        state.out.warn(f"output {key} not shown: {why} (run `journal deploy` to settle it)")
+    return st
 
 
 def _fields(label: str, values: dict[str, Any] | None, show_secrets: bool) -> list[str]:
@@ -439,4 +452,80 @@ def serve(
     out.echo("stopped")
 
 
-COMMANDS = [history, show, outputs, verify, rekey, configure, local]
+# --- issue 13: state surgery, as events (journal._surgery) ----------------------------------
+
+
+@click.group("state")
+def state_group() -> None:
+    """Change what the journal records about a stage, without touching remote objects.
+
+    Each change is recorded as events (`journal history` shows who did it) after a
+    confirmation (--yes for scripts)."""
+
+
+@contextmanager
+def _surgery(
+    state: State, app_name: str | None, command: str, question: str
+) -> Iterator[tuple[Any, Any]]:
+    """Lock the stage and open a session (journal._surgery) after the confirmation."""
+    from journal._credentials import profile_credentials
+    from journal._ops import find_app
+    from journal._surgery import stage_session
+
+    stage = state.stage_name()
+    with state.open_journal(check="write") as jr:
+        app = find_app(jr, stage, app_name)
+        state.confirm(f"{question} in {app}/{stage}?", action=command)
+        credentials = profile_credentials(jr, state.profile)
+        with stage_session(jr, app, stage, command, credentials=credentials) as session:
+            yield jr, session
+
+
+@state_group.command("forget")
+@click.argument("resource", metavar="RESOURCE")
+@common_options(yes=True)
+@app_option
+@pass_state
+def state_forget(state: State, app_name: str | None, resource: str) -> None:
+    """Drop RESOURCE from the stage; its remote object is left as it is.
+
+    Like `terraform state rm`: the next deploy of a program that still declares it creates
+    a new object (or adopts the old one with adopt=True)."""
+    from journal._surgery import forget
+
+    with _surgery(
+        state, app_name, "state forget", f"forget {resource} (the remote object is kept)"
+    ) as (_, session):
+        res = forget(session, resource)
+    state.out.echo(f"forgot {resource} ({res.type}) in {session.stream}; the remote object is kept")
+
+
+@state_group.command("resolve")
+@click.argument("resource", metavar="RESOURCE")
+@click.option("--created", metavar="ID", default=None, help="The object exists: its id.")
+@click.option("--absent", is_flag=True, default=False, help="The object does not exist.")
+@common_options(yes=True, profile=True)
+@app_option
+@pass_state
+def state_resolve(
+    state: State, app_name: str | None, resource: str, created: str | None, absent: bool
+) -> None:
+    """Resolve RESOURCE's pending operation by hand.
+
+    A run interrupted between a call and its answer leaves the operation pending; the next
+    run resolves it by reading the remote object. When that cannot work (the API cannot say),
+    tell the journal: --created ID (the object exists; it is read through its provider and
+    recorded) or --absent (it does not exist)."""
+    from journal._surgery import resolve
+
+    if (created is None) == (not absent):
+        raise UsageError("give exactly one of --created ID and --absent")
+    what = f"as created with id {created}" if created else "as absent"
+    with _surgery(
+        state, app_name, "state resolve", f"resolve the pending operation of {resource} {what}"
+    ) as (_, session):
+        op = resolve(session, resource, created=created, absent=absent)
+    state.out.echo(f"resolved the pending {op} of {resource} {what} in {session.stream}")
+
+
+COMMANDS = [history, show, outputs, verify, rekey, configure, local, state_group]

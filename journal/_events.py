@@ -98,6 +98,18 @@ _register("outputs.recorded", "program outputs recorded", ("outputs",))
 # provider credentials stored by `journal configure`
 _register("credential.stored", "credential stored", ("profile", "provider", "name"))
 
+
+# --- issue 13: where a stage lives, drift, state surgery (journal._binding, _refresh, _surgery)
+# the stage's target, recorded by its first deploy: "local" or an API origin
+_register("stage.bound", "the stage is bound to where it lives", ("target",))
+# `journal refresh`: what the API says now about a recorded object (gone, or its outputs and
+# the props they mirror)
+_register("resource.drifted", "drift found by a refresh", (*_RES, "gone"))
+# `journal state resolve`: a pending operation resolved by hand (folds like "recovered")
+_register("resource.resolved", "pending operation resolved by hand", (*_RES, "op", "found"))
+# `journal state forget` and `journal local reset` use "resource.forgotten" (with a reason);
+# `journal state import` uses "resource.imported" (with its source)
+
 #: lifecycle actions as shown by `history` (event type -> short verb)
 INTENT_SUFFIX: Final = ".requested"
 

@@ -179,12 +179,15 @@ class _Folder:
             detail = f"profile {p.get('profile')!r}: {p.get('name')} ({p.get('provider')})"
             changes = {str(p.get("name")): [None, MASK]}
             rid = f"{p.get('provider')}:{p.get('name')}"
+        elif kind == "stage.bound":
+            detail = _bound_detail(p)
         elif kind.startswith("resource."):
             changes, detail = self._resource(kind[len("resource.") :], key, p)
         action = kind[len("resource.") :] if kind.startswith("resource.") else kind
         run = self.runs.get(run_id, {}) if isinstance(run_id, str) else {}
-        actor = p.get("actor") if kind in ("run.started", "credential.stored") else None
-        host = p.get("host") if kind in ("run.started", "credential.stored") else None
+        own = kind in ("run.started", "credential.stored", "stage.bound")
+        actor = p.get("actor") if own else None
+        host = p.get("host") if own else None
         return HistoryRecord(
             seq=ev.seq,
             time=p.get("time"),
@@ -244,9 +247,13 @@ class _Folder:
             new_delete = bool(p.get("delete"))
             changes = {"delete": [self.delete.get(key), new_delete]}
             self.delete[key] = new_delete
-        elif action == "recovered":
+        elif action == "drifted":
+            changes, detail = self._drifted(key, p, old_props, old_out)
+        elif action in ("recovered", "resolved"):
             found = "found" if p.get("found") else "not found"
             detail = f"interrupted {p.get('op')}: remote object {found}"
+            if action == "resolved":
+                detail = f"pending {p.get('op')} resolved by hand: remote object {found}"
             if p.get("found") and p.get("outputs") is not None and p.get("op") != "delete":
                 changes = _prefixed("outputs", old_out, p.get("outputs"))
                 self.outputs[key] = p.get("outputs")
@@ -254,6 +261,30 @@ class _Folder:
                     changes |= _prefixed("props", old_props, p.get("props"))
                     self.props[key] = p.get("props")
         return changes, detail
+
+
+    # --- issue 13: drift -------------------------------------------------------------------
+
+    def _drifted(
+        self, key: tuple[str, str], p: Json, old_props: Json | None, old_out: Json | None
+    ) -> tuple[Json, str]:
+        if p.get("gone"):
+            changes = _prefixed("props", old_props, None)
+            changes |= _prefixed("outputs", old_out if old_out else p.get("outputs"), None)
+            self.props.pop(key, None)
+            self.outputs.pop(key, None)
+            return changes, "refresh: the remote object is gone; the next deploy creates it"
+        changes = _prefixed("outputs", old_out, p.get("outputs"))
+        changes |= _prefixed("props", old_props, p.get("props"))
+        self.outputs[key] = p.get("outputs")
+        if p.get("props") is not None:
+            self.props[key] = p.get("props")
+        return changes, "refresh: the remote object changed"
+
+
+def _bound_detail(p: Json) -> str:
+    target = str(p.get("target"))
+    return "the stage lives on " + ("the local API" if target == "local" else target)
 
 
 def records(events: Iterable[_Event], *, show_secrets: bool = False) -> Iterable[HistoryRecord]:

@@ -30,8 +30,9 @@ __all__ = [
 
 Json = dict[str, Any]
 
-#: bump when the snapshot shape changes; older snapshots are then ignored and rebuilt
-SNAPSHOT_FORMAT = 1
+#: bump when the snapshot shape (or the fold) changes; older snapshots are then ignored and
+#: rebuilt. 2: the stage's binding, and exports of removed resources dropped (issue 13)
+SNAPSHOT_FORMAT = 2
 
 
 def stream_name(app: str, stage: str) -> str:
@@ -90,6 +91,8 @@ class StreamState:
     version: int = 0
     seq: int = 0
     last_run: Json | None = None
+    #: where the stage lives (``stage.bound``): {"target": "local" | origin, "seq": N}
+    binding: Json | None = None
 
     def to_json(self) -> Json:
         return {
@@ -100,6 +103,7 @@ class StreamState:
             "version": self.version,
             "seq": self.seq,
             "last_run": self.last_run,
+            "binding": self.binding,
         }
 
     @classmethod
@@ -111,6 +115,7 @@ class StreamState:
             version=data["version"],
             seq=data["seq"],
             last_run=data["last_run"],
+            binding=data.get("binding"),
         )
 
     def copy(self) -> StreamState:
@@ -157,6 +162,9 @@ def apply(state: StreamState, seq: int, version: int, raw: Json) -> None:
         return
     if kind == "outputs.recorded":
         state.outputs = p["outputs"]
+        return
+    if kind == "stage.bound":
+        state.binding = {"target": p["target"], "seq": seq}
         return
     if not kind.startswith("resource."):
         return
@@ -212,7 +220,7 @@ def apply(state: StreamState, seq: int, version: int, raw: Json) -> None:
             res.retired = [r for r in res.retired if r.get("outputs") != p["outputs"]]
             res.pending = None
         else:
-            del state.resources[rid]
+            _remove(state, rid)
         return
     if action == "delete.failed":
         res.pending = None
@@ -221,14 +229,52 @@ def apply(state: StreamState, seq: int, version: int, raw: Json) -> None:
         if p.get("target") == "retired":
             res.retired = [r for r in res.retired if r.get("outputs") != p.get("outputs")]
         else:
-            del state.resources[rid]
+            _remove(state, rid)
         return
     if action == "policy.changed":
         res.delete = p["delete"]
         res.options = p.get("options", res.options)
         return
-    if action == "recovered":
+    if action in ("recovered", "resolved"):
         _recovered(state, res, p)
+        return
+    if action == "drifted":
+        _drifted(state, res, p)
+
+
+# --- issue 13: drift, and exports that outlive their resource ------------------------------
+
+
+def _remove(state: StreamState, rid: str) -> None:
+    """The resource's current object is gone from the stage: so are the exports that held
+    one of its values (and no live resource's), e.g. the connection string of a connection
+    a rollback deleted."""
+    res = state.resources.pop(rid)
+    dead = _values(res.outputs)
+    if not dead or not state.outputs:
+        return
+    live = [v for r in state.resources.values() for v in _values(r.outputs)]
+    state.outputs = {
+        k: v for k, v in state.outputs.items() if not (v in dead and v not in live)
+    }
+
+
+def _values(outputs: Json | None) -> list[Any]:
+    """The values of an object's outputs an export can hold (not None, not booleans)."""
+    return [v for v in (outputs or {}).values() if v is not None and not isinstance(v, bool)]
+
+
+def _drifted(state: StreamState, res: ResourceState, p: Json) -> None:
+    """``journal refresh`` found the remote object gone (the stage forgets it, so the next
+    deploy creates it again), or changed (its outputs, and the props they mirror, become
+    what the API says: the next deploy puts the props back)."""
+    if p["gone"]:
+        _remove(state, res.id)
+        return
+    if p.get("outputs") is not None:
+        res.outputs = p["outputs"]
+    if p.get("props") is not None:
+        res.props = p["props"]
 
 
 def _recovered(state: StreamState, res: ResourceState, p: Json) -> None:
@@ -251,7 +297,7 @@ def _recovered(state: StreamState, res: ResourceState, p: Json) -> None:
         if p.get("target") == "retired":
             res.retired = [r for r in res.retired if r.get("outputs") != p.get("outputs")]
         else:
-            del state.resources[res.id]
+            _remove(state, res.id)
 
 
 def fold(stream: str, events: Iterable[_Event], state: StreamState | None = None) -> StreamState:
