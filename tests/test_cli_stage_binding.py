@@ -117,3 +117,10 @@ def test_dev_has_its_own_stage_and_later_commands_follow_it(folder: Path) -> Non
     assert "without --no-local" in refused.stderr
     run("destroy", "--stage", "dev-bob", "--yes", code=0)
     assert state_of(folder / "app", "app/dev-bob") == {}
+
+    data = folder / "app" / ".journal" / "postgres"
+    status = run("local", "status", code=0).stdout
+    assert status.startswith(f"{data}: running on 127.0.0.1:") and " MB" in status
+    assert run("local", "stop", code=0).stdout.startswith(f"stopped the PostgreSQL of {data}")
+    assert run("local", "status", code=0).stdout.startswith(f"{data}: stopped, ")
+    assert "no embedded PostgreSQL of this project is running" in run("local", "stop", code=0).stdout
