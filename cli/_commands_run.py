@@ -34,9 +34,9 @@ from ._output import change_lines, counts_text, outputs_lines, summary_text
 
 if TYPE_CHECKING:
     from journal._app import RunSettings
-    from journal._refresh import RefreshReport
     from journal._dev import DevRun
     from journal._engine import RunResult
+    from journal._refresh import RefreshReport
     from journal._runner import ProgramRun
 
 #: the bearer token sent to the local API when PRISMA_SERVICE_TOKEN is not set
@@ -458,14 +458,16 @@ def deploy(
     _check_journal(state, path)
     where = stage_target(state, "deploy", local, location=location)
     again = _again("deploy", state, where.local and where.binding is None, program=program)
-    with interruptible(state, again) as results:
-        with _maybe_local(state, _pg_data(path), where.local, postgres_url):
-            if refresh:
-                _refresh_first(state, location, where)
-            try:
-                _run(state, path, "deploy", concurrency, results)
-            finally:
-                bind_stages(location, [r.stream for r in results], where.target)
+    with (
+        interruptible(state, again) as results,
+        _maybe_local(state, _pg_data(path), where.local, postgres_url),
+    ):
+        if refresh:
+            _refresh_first(state, location, where)
+        try:
+            _run(state, path, "deploy", concurrency, results)
+        finally:
+            bind_stages(location, [r.stream for r in results], where.target)
 
 
 @click.command()

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime
-from pathlib import Path
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click

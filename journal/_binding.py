@@ -91,7 +91,8 @@ def stage_binding(journal: Any, stage: str, app: str | None = None) -> Binding |
         if binding is not None:
             found.append(binding)
     recorded = [b for b in found if b.recorded]
-    return (recorded or found or [None])[0]
+    chosen = recorded or found
+    return chosen[0] if chosen else None
 
 
 def record_binding(journal: Any, streams: Iterable[str], target: str) -> list[str]:

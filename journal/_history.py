@@ -262,7 +262,6 @@ class _Folder:
                     self.props[key] = p.get("props")
         return changes, detail
 
-
     # --- issue 13: drift -------------------------------------------------------------------
 
     def _drifted(

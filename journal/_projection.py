@@ -254,9 +254,7 @@ def _remove(state: StreamState, rid: str) -> None:
     if not dead or not state.outputs:
         return
     live = [v for r in state.resources.values() for v in _values(r.outputs)]
-    state.outputs = {
-        k: v for k, v in state.outputs.items() if not (v in dead and v not in live)
-    }
+    state.outputs = {k: v for k, v in state.outputs.items() if not (v in dead and v not in live)}
 
 
 def _values(outputs: Json | None) -> list[Any]:

@@ -171,5 +171,7 @@ def usable_outputs(state: StreamState) -> tuple[dict[str, Any], dict[str, str]]:
         if owner is None or isinstance(value, bool):
             shown[key] = value
         else:
-            withheld[key] = f"{owner} has a pending {(state.resources[owner].pending or {}).get('op')}"
+            withheld[key] = (
+                f"{owner} has a pending {(state.resources[owner].pending or {}).get('op')}"
+            )
     return shown, withheld

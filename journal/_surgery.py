@@ -125,7 +125,9 @@ def stage_session(
             dict(credentials or {}),
         )
         session._append(
-            make_event("run.started", app=app, stage=stage, pid=os.getpid(), **holder, **(extra or {}))
+            make_event(
+                "run.started", app=app, stage=stage, pid=os.getpid(), **holder, **(extra or {})
+            )
         )
         status, failures = "succeeded", []
         try:

@@ -107,7 +107,7 @@ def test_a_changed_object_is_recorded_and_put_back(project: Path, cloud: mp.Clou
     assert "~ parent (memory.Thing): changed outside journal" in out
     assert 'props.tag: "v1" -> "edited-by-hand"' in out
     assert "1 changed" in out
-    assert '~ parent (memory.Thing): update' in run("plan", code=0).stdout
+    assert "~ parent (memory.Thing): update" in run("plan", code=0).stdout
     run("deploy", code=0)
     assert by_name(cloud)["demo-parent-dev"]["tag"] == "v1"
     assert "0 changed" in run("refresh", code=0).stdout

@@ -123,4 +123,6 @@ def test_dev_has_its_own_stage_and_later_commands_follow_it(folder: Path) -> Non
     assert status.startswith(f"{data}: running on 127.0.0.1:") and " MB" in status
     assert run("local", "stop", code=0).stdout.startswith(f"stopped the PostgreSQL of {data}")
     assert run("local", "status", code=0).stdout.startswith(f"{data}: stopped, ")
-    assert "no embedded PostgreSQL of this project is running" in run("local", "stop", code=0).stdout
+    assert (
+        "no embedded PostgreSQL of this project is running" in run("local", "stop", code=0).stdout
+    )
