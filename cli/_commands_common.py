@@ -303,14 +303,15 @@ def stage_target(
     if binding is None:
         local = requested if requested is not None else default_local
         target = LOCAL if local else here
-        verb = "planning for" if command == "plan" else "deploying to"
-        if command in ("destroy", "rollback", "refresh"):
-            state.out.err(f"stage {stage}: no target recorded; using {describe(target)}")
-        else:
+        if command == "plan":
+            state.out.err(f"stage {stage}: not deployed yet; planning for {describe(target)}")
+        elif command in ("deploy", "dev", "state import"):
             state.out.err(
-                f"stage {stage}: not deployed yet; {verb} {describe(target)}"
-                + ("" if command == "plan" else ", where the stage will stay")
+                f"stage {stage}: not deployed yet; deploying to {describe(target)}, "
+                "where the stage will stay"
             )
+        else:
+            state.out.err(f"stage {stage}: no target recorded; using {describe(target)}")
         return Where(stage, target, None)
     _refuse_other_target(command, stage, binding, requested, here)
     how = f"event {binding.seq}" if binding.seq is not None else "its objects' endpoints"

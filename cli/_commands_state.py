@@ -528,4 +528,60 @@ def state_resolve(
     state.out.echo(f"resolved the pending {op} of {resource} {what} in {session.stream}")
 
 
+@state_group.command("import")
+@click.argument("resource", metavar="RESOURCE")
+@click.argument("object_id", metavar="ID")
+@click.argument("program", required=False, type=click.Path(dir_okay=True, path_type=Path))
+@common_options(yes=True, profile=True)
+@click.option(
+    "--local/--no-local",
+    default=None,
+    help="For a stage not deployed yet: the object is in the local API, or (the default) "
+    "the real one. Otherwise the stage's own target is used.",
+)
+@pass_state
+def state_import(
+    state: State, resource: str, object_id: str, program: Path | None, local: bool | None
+) -> None:
+    """Record the existing remote object ID as RESOURCE, which PROGRAM declares.
+
+    The program is planned (nothing is called or written) to learn RESOURCE's type, props
+    and dependencies; the object is then read through its provider, and recorded as it is:
+    the remote object is not changed. The next deploy updates it where the program's props
+    differ. What it depends on must be recorded already."""
+    from journal._credentials import profile_credentials
+    from journal._dev import run_once
+    from journal._journal import Journal
+    from journal._surgery import capture_planned, import_object, stage_session
+
+    from ._commands_common import bind_stages, stage_target
+    from ._commands_run import LOCAL_POSTGRES_ENV, _maybe_local, _pg_data, _program, _settings
+
+    path = _program(program)
+    location = state.program_location(path)
+    where = stage_target(state, "state import", local, location=location)
+    postgres_url = os.environ.get(LOCAL_POSTGRES_ENV) or None
+    settings = _settings(state, path, "plan", None)
+    with (
+        _maybe_local(state, _pg_data(path), where.local, postgres_url),
+        capture_planned() as planned,
+    ):
+        run_once(path, settings, profile=state.profile)
+        declared = planned.get(resource)
+        if declared is None or not settings.apps:
+            raise UsageError(
+                f"{path} does not declare {resource!r}"
+                + (f" (it declares: {', '.join(sorted(planned))})" if planned else "")
+            )
+        app, stage = settings.apps[0]
+        with Journal.open(location, create=True) as jr:
+            state.confirm(f"record {object_id} as {resource} in {app}/{stage}?", action="import")
+            credentials = profile_credentials(jr, state.profile)
+            with stage_session(jr, app, stage, "state import", credentials=credentials) as s:
+                import_object(s, resource, object_id, **declared)
+    stream = f"{app}/{stage}"
+    bind_stages(location, [stream], where.target)
+    state.out.echo(f"imported {object_id} as {resource} ({declared['type_name']}) in {stream}")
+
+
 COMMANDS = [history, show, outputs, verify, rekey, configure, local, state_group]

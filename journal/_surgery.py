@@ -31,12 +31,21 @@ from typing import Any
 from ._codec import encode
 from ._errors import ProviderError, UsageError
 from ._events import make_event
-from ._identity import check_endpoint, gone_for_others
+from ._identity import check_endpoint, credential_record, gone_for_others
 from ._projection import ResourceState, StreamState, apply, load_state, snapshot_state, stream_name
 from ._provider import Context, Provider, close_shared, get_provider
 from ._secret import Secret
 
-__all__ = ["StageSession", "forget", "import_object", "read_by_id", "resolve", "stage_session"]
+__all__ = [
+    "StageSession",
+    "capture_planned",
+    "forget",
+    "import_object",
+    "note_planned",
+    "read_by_id",
+    "resolve",
+    "stage_session",
+]
 
 
 def _now() -> str:
@@ -235,6 +244,49 @@ def resolve(session: StageSession, rid: str, *, created: str | None, absent: boo
     return op
 
 
+# --- what a plan declares (the engine's hook in its plan path calls note_planned) ----------
+
+_PLANNED_LOCK = threading.Lock()
+#: while :func:`capture_planned` is active: logical id -> its declaration
+_planned: dict[str, dict[str, Any]] | None = None
+
+
+def note_planned(
+    rid: str,
+    type_name: str,
+    props: Mapping[str, Any],
+    deps: list[str],
+    refs: Mapping[str, str],
+    delete: bool,
+    options: Mapping[str, Any],
+) -> None:
+    """Called by a planning run for every declared resource; kept only while captured."""
+    with _PLANNED_LOCK:
+        if _planned is not None:
+            _planned[rid] = {
+                "type_name": type_name,
+                "props": dict(props),
+                "deps": list(deps),
+                "refs": dict(refs),
+                "delete": delete,
+                "options": {k: v for k, v in options.items() if k in ("adopt", "service_token")},
+            }
+
+
+@contextmanager
+def capture_planned() -> Iterator[dict[str, dict[str, Any]]]:
+    """Collect the declarations of the plans run in the block."""
+    global _planned
+    captured: dict[str, dict[str, Any]] = {}
+    with _PLANNED_LOCK:
+        _planned = captured
+    try:
+        yield captured
+    finally:
+        with _PLANNED_LOCK:
+            _planned = None
+
+
 def import_object(
     session: StageSession,
     rid: str,
@@ -254,11 +306,21 @@ def import_object(
             f"{rid!r} is already recorded in {session.stream}: forget it first "
             f"(`journal state forget {rid}`) to import another object"
         )
+    missing = [d for d in deps if not getattr(session.state.resources.get(d), "exists", False)]
+    if missing:
+        raise UsageError(
+            f"{rid!r} depends on {', '.join(missing)}, which the stage does not record: "
+            "import (or deploy) those first"
+        )
     res = ResourceState(id=rid, type=type_name, props=dict(props), options=dict(options))
     outputs, endpoint = read_by_id(session, res, object_id)
     recorded = dict(options)
     if endpoint:
         recorded["endpoint"] = endpoint
+    provider = get_provider(type_name)
+    credential = credential_record(provider.credential(session.context(res)), None)
+    if credential is not None:
+        recorded["credential"] = credential
     session.append(
         "resource.imported",
         res,

@@ -203,3 +203,30 @@ def test_state_resolve_by_hand(project: Path, cloud: mp.Cloud) -> None:
     assert [r["resource"] for r in resolved] == ["extra", "ghost"]
     assert all(r["actor"] == "alice" and "by hand" in r["detail"] for r in resolved)
     replayable(project)
+
+
+def test_state_import_records_an_existing_object(project: Path, cloud: mp.Cloud) -> None:
+    run("deploy", code=0)
+    child_id = by_name(cloud)["demo-child-dev"]["id"]
+    already = run("state", "import", "child", child_id, "--yes", code=2)
+    assert "'child' is already recorded in demo/dev: forget it first" in already.stderr
+    run("state", "forget", "child", "--yes", code=0)
+
+    undeclared = run("state", "import", "stranger", child_id, "--yes", code=2)
+    assert "does not declare 'stranger' (it declares: child, parent)" in undeclared.stderr
+    missing = run("state", "import", "child", "th_missing", "--yes", code=1)
+    assert "has no memory.Thing with id 'th_missing'" in missing.stderr
+
+    done = run("state", "import", "child", child_id, "--yes", code=0)
+    assert f"imported {child_id} as child (memory.Thing) in demo/dev" in done.stdout
+    with Journal.open(journal_file(project)) as jr:
+        child = load_state(jr, "demo/dev").resources["child"]
+    assert child.outputs is not None and child.outputs["id"] == child_id
+    assert child.deps == ["parent"] and child.refs == {"parent": "parent"}
+    calls = len(cloud.calls)
+    assert "2 unchanged" in run("deploy", code=0).stdout, "the imported object is ours again"
+    assert [c for c in cloud.calls[calls:] if c[0] != "read"] == []
+    imported = [r for r in history() if r["action"] == "imported"]
+    assert imported[0]["actor"] == "alice"
+    assert imported[0]["detail"] == f"from journal state import {child_id}"
+    replayable(project)
