@@ -10,7 +10,16 @@ from pathlib import Path
 
 import click
 
-from ._commands_common import State, journal_option, pass_state
+from journal._errors import UsageError
+
+from ._commands_common import (
+    State,
+    app_option,
+    common_options,
+    journal_option,
+    pass_state,
+    stage_target,
+)
 from ._commands_state import local
 
 __all__ = ["ServerInfo", "server_info"]
@@ -127,6 +136,43 @@ def stop(state: State, data_dir: Path | None) -> None:
         stopped += 1
     if not stopped:
         state.out.echo("no embedded PostgreSQL of this project is running")
+
+
+@local.command("reset")
+@common_options(yes=True, profile=True)
+@app_option
+@pass_state
+def reset(state: State, app_name: str | None) -> None:
+    """Wipe the local data of a stage that lives on the local API.
+
+    Deletes every object of the stage in the local API (its databases and their data too,
+    delete protection or not) and records each as deleted: the stage is empty, and the next
+    deploy starts afresh. Asks first (--yes for scripts). Other stages are not touched."""
+    from journal._credentials import profile_credentials
+    from journal._ops import find_app
+    from journal._surgery import reset_stage, stage_session
+
+    from ._commands_run import LOCAL_POSTGRES_ENV, _journal_dir, _maybe_local
+
+    location = state.location()
+    where = stage_target(state, "local reset", None, location=location, app=app_name)
+    stage = where.stage
+    if not where.local:
+        raise UsageError(
+            f"stage {stage!r} lives on {where.target}, not on the local API: `journal local "
+            f"reset` only wipes local data; use `journal destroy --stage {stage}`"
+        )
+    with state.open_journal(check="write") as jr:
+        app = find_app(jr, stage, app_name)
+        state.confirm(f"delete every local object of {app}/{stage}, with its data?", action="reset")
+        credentials = profile_credentials(jr, state.profile)
+        postgres_url = os.environ.get(LOCAL_POSTGRES_ENV) or None
+        with (
+            _maybe_local(state, _journal_dir(state) / "postgres", True, postgres_url),
+            stage_session(jr, app, stage, "local reset", credentials=credentials) as session,
+        ):
+            done = reset_stage(session)
+    state.out.echo(f"reset {app}/{stage}: {len(done)} local object(s) deleted with their data")
 
 
 COMMANDS: list[click.Command] = []

@@ -243,6 +243,8 @@ class _Folder:
             if action == "forgotten":
                 note = f"{p.get('reason')}: the remote object is kept"
                 detail = f"{detail}; {note}" if detail else note
+            elif p.get("reason"):  # issue 13: `journal local reset`
+                detail = f"{detail}; {p['reason']}" if detail else str(p["reason"])
         elif action == "policy.changed":
             new_delete = bool(p.get("delete"))
             changes = {"delete": [self.delete.get(key), new_delete]}

@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +43,7 @@ __all__ = [
     "import_object",
     "note_planned",
     "read_by_id",
+    "reset_stage",
     "resolve",
     "stage_session",
 ]
@@ -339,3 +340,46 @@ def gone_check(session: StageSession, res: ResourceState, endpoint: str | None) 
     """Why a "not found" does not prove ``res`` gone (None: it does)."""
     provider = get_provider(res.type)
     return gone_for_others(res.options, endpoint, provider.credential(session.context(res)))
+
+
+# --- journal local reset -------------------------------------------------------------------
+
+
+def _dependents_first(resources: dict[str, ResourceState]) -> list[ResourceState]:
+    left = dict(resources)
+    ordered: list[ResourceState] = []
+    while left:
+        leaves = [r for r in left.values() if not any(r.id in o.deps for o in left.values())]
+        for res in sorted(leaves or list(left.values()), key=lambda r: r.id):
+            ordered.append(res)
+            left.pop(res.id)
+    return ordered
+
+
+def reset_stage(session: StageSession) -> list[str]:
+    """Delete every object of a stage that lives on a local API, delete protection or not
+    (local data is disposable), dependents first, and record each as deleted (reason
+    ``local reset``). An object already gone is recorded the same way. Returns the ids."""
+    from ._errors import NotFoundError
+
+    done = []
+    for res in _dependents_first(session.state.resources):
+        provider = get_provider(res.type)
+        ctx = session.context(res)
+        check_endpoint(res.id, res.options, provider.endpoint(ctx))
+        props = provider.load_props(res.props)
+        targets: list[tuple[str, Any]] = [("retired", old["outputs"]) for old in res.retired]
+        current = res.outputs
+        if current is None and res.pending is not None and res.pending.get("op") == "create":
+            found = provider.find(provider.load_props(res.pending["props"]), ctx)
+            current = encode(found) if found is not None else None
+        targets.append(("current", current))
+        for target, outputs in targets:
+            if outputs is not None:
+                with suppress(NotFoundError):  # already gone: recorded the same
+                    provider.delete(props, provider.load_outputs(outputs), ctx)
+            session.append(
+                "resource.deleted", res, target=target, outputs=outputs, reason="local reset"
+            )
+        done.append(res.id)
+    return done

@@ -113,6 +113,15 @@ def test_dev_has_its_own_stage_and_later_commands_follow_it(folder: Path) -> Non
     assert "stage bob: not deployed yet; planning for https://api.prisma.io" in (
         run("plan", code=0).stderr
     )
+    asks = run("local", "reset", "--stage", "dev-bob", code=2)
+    assert "reset needs confirmation: pass --yes" in asks.stderr
+    wiped = run("local", "reset", "--stage", "dev-bob", "--yes", code=0)
+    assert "reset app/dev-bob: 3 local object(s) deleted with their data" in wiped.stdout
+    assert state_of(folder / "app", "app/dev-bob") == {}
+    records = [json.loads(x) for x in run("history", "--json", code=0).stdout.splitlines()]
+    deleted = [r for r in records if r["action"] == "deleted"]
+    assert [r["detail"] for r in deleted] == ["local reset"] * 3
+    assert "3 created" in run("dev", "--once", code=0).stdout, "names are free again"
     refused = run("destroy", "--stage", "dev-bob", "--no-local", "--yes", code=2)
     assert "without --no-local" in refused.stderr
     run("destroy", "--stage", "dev-bob", "--yes", code=0)
