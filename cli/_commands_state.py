@@ -578,10 +578,10 @@ def state_import(
             state.confirm(f"record {object_id} as {resource} in {app}/{stage}?", action="import")
             credentials = profile_credentials(jr, state.profile)
             with stage_session(jr, app, stage, "state import", credentials=credentials) as s:
-                import_object(s, resource, object_id, **declared)
+                import_object(s, resource, object_id, declared)
     stream = f"{app}/{stage}"
     bind_stages(location, [stream], where.target)
-    state.out.echo(f"imported {object_id} as {resource} ({declared['type_name']}) in {stream}")
+    state.out.echo(f"imported {object_id} as {resource} ({declared.type_name}) in {stream}")
 
 
 COMMANDS = [history, show, outputs, verify, rekey, configure, local, state_group]

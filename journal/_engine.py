@@ -48,7 +48,7 @@ from ._projection import ResourceState, StreamState, apply, load_state, snapshot
 from ._provider import Context, Provider, close_shared, get_provider
 from ._results import Change, Desired, Ref, Reporter, RunResult, Silent
 from ._secret import Secret
-from ._surgery import note_planned
+from ._surgery import Declaration, note_planned
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -529,7 +529,8 @@ class Run:
         change_diff = diff(cur.props if cur is not None and cur.exists else None, pj)
         if self.plan_only:
             # --- issue 13 hook: `journal state import` takes the declaration from a plan
-            note_planned(rid, d.type, pj, d.deps, refs, d.delete, options)
+            kept = {k: v for k, v in options.items() if k in ("adopt", "service_token")}
+            note_planned(rid, Declaration(d.type, pj, d.deps, refs, d.delete, kept))
             self._record(Change(rid, d.type, action, change_diff))
             if action in ("noop", "update") and cur is not None and cur.outputs is not None:
                 return provider.load_outputs(cur.outputs)  # an update keeps the object's id

@@ -37,6 +37,7 @@ from ._provider import Context, Provider, close_shared, get_provider
 from ._secret import Secret
 
 __all__ = [
+    "Declaration",
     "StageSession",
     "capture_planned",
     "forget",
@@ -247,38 +248,37 @@ def resolve(session: StageSession, rid: str, *, created: str | None, absent: boo
 
 # --- what a plan declares (the engine's hook in its plan path calls note_planned) ----------
 
+
+@dataclass(frozen=True)
+class Declaration:
+    """A resource as a program declares it (props resolved and prepared, as recorded)."""
+
+    type_name: str
+    props: dict[str, Any]
+    deps: list[str]
+    refs: dict[str, str]
+    delete: bool
+    #: the recorded options a declaration decides (adopt, service_token)
+    options: dict[str, Any]
+
+
 _PLANNED_LOCK = threading.Lock()
 #: while :func:`capture_planned` is active: logical id -> its declaration
-_planned: dict[str, dict[str, Any]] | None = None
+_planned: dict[str, Declaration] | None = None
 
 
-def note_planned(
-    rid: str,
-    type_name: str,
-    props: Mapping[str, Any],
-    deps: list[str],
-    refs: Mapping[str, str],
-    delete: bool,
-    options: Mapping[str, Any],
-) -> None:
+def note_planned(rid: str, declared: Declaration) -> None:
     """Called by a planning run for every declared resource; kept only while captured."""
     with _PLANNED_LOCK:
         if _planned is not None:
-            _planned[rid] = {
-                "type_name": type_name,
-                "props": dict(props),
-                "deps": list(deps),
-                "refs": dict(refs),
-                "delete": delete,
-                "options": {k: v for k, v in options.items() if k in ("adopt", "service_token")},
-            }
+            _planned[rid] = declared
 
 
 @contextmanager
-def capture_planned() -> Iterator[dict[str, dict[str, Any]]]:
+def capture_planned() -> Iterator[dict[str, Declaration]]:
     """Collect the declarations of the plans run in the block."""
     global _planned
-    captured: dict[str, dict[str, Any]] = {}
+    captured: dict[str, Declaration] = {}
     with _PLANNED_LOCK:
         _planned = captured
     try:
@@ -289,16 +289,7 @@ def capture_planned() -> Iterator[dict[str, dict[str, Any]]]:
 
 
 def import_object(
-    session: StageSession,
-    rid: str,
-    object_id: str,
-    *,
-    type_name: str,
-    props: Mapping[str, Any],
-    deps: list[str],
-    refs: Mapping[str, str],
-    delete: bool,
-    options: Mapping[str, Any],
+    session: StageSession, rid: str, object_id: str, declared: Declaration
 ) -> dict[str, Any]:
     """Record the existing remote object ``object_id`` as ``rid`` (declared by the program
     with ``props``): read through its provider; the remote object is not changed."""
@@ -307,6 +298,8 @@ def import_object(
             f"{rid!r} is already recorded in {session.stream}: forget it first "
             f"(`journal state forget {rid}`) to import another object"
         )
+    type_name, props, deps = declared.type_name, declared.props, declared.deps
+    options = declared.options
     missing = [d for d in deps if not getattr(session.state.resources.get(d), "exists", False)]
     if missing:
         raise UsageError(
@@ -328,8 +321,8 @@ def import_object(
         props=dict(props),
         outputs=outputs,
         deps=deps,
-        refs=dict(refs),
-        delete=delete,
+        refs=declared.refs,
+        delete=declared.delete,
         options=recorded,
         source=f"journal state import {object_id}",
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 import memory_provider as mp
 import pytest
-from cli_harness import run
+from cli_harness import make_project, run
 
 from journal._events import make_event
 from journal._journal import Journal
@@ -43,10 +43,8 @@ def cloud() -> mp.Cloud:
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("JOURNAL_STAGE", "dev")
     monkeypatch.setenv("JOURNAL_ACTOR", "alice")
-    write(tmp_path, BOTH)
+    write(make_project(tmp_path, monkeypatch), BOTH)
     return tmp_path
 
 
