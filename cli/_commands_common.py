@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -269,12 +270,9 @@ class Where:
     target: str
     #: the binding found in the journal (None: a stage not deployed yet)
     binding: Binding | None
-
-    @property
-    def local(self) -> bool:
-        from journal._binding import LOCAL
-
-        return self.target == LOCAL
+    #: start the local API for the command (False for a local stage reached through a
+    #: PRISMA_API_URL on loopback: a `journal local serve` the user runs)
+    start_local: bool = False
 
 
 def stage_target(
@@ -297,26 +295,35 @@ def stage_target(
     stage = state.stage_name()
     binding = None
     if journal_exists(location):
-        with Journal.open(location, create=False) as jr:
+        with Journal.open(location, create=False) as jr, suppress(IntegrityError):
+            # a damaged journal: the command's own check refuses (or warns) next
             binding = stage_binding(jr, stage, app)
     here = real_origin()
+    # PRISMA_API_URL on loopback: a local API the user runs (`journal local serve`)
+    external = urlsplit(here).hostname in ("127.0.0.1", "localhost", "::1")
     if binding is None:
-        local = requested if requested is not None else default_local
+        local = requested if requested is not None else (default_local or external)
         target = LOCAL if local else here
+        where = Where(stage, target, None, local and not (external and requested is None))
         if command == "plan":
-            state.out.err(f"stage {stage}: not deployed yet; planning for {describe(target)}")
+            line = f"stage {stage}: not deployed yet; planning for {describe(where.target)}"
         elif command in ("deploy", "dev", "state import"):
-            state.out.err(
-                f"stage {stage}: not deployed yet; deploying to {describe(target)}, "
+            line = (
+                f"stage {stage}: not deployed yet; deploying to {describe(where.target)}, "
                 "where the stage will stay"
             )
         else:
-            state.out.err(f"stage {stage}: no target recorded; using {describe(target)}")
-        return Where(stage, target, None)
-    _refuse_other_target(command, stage, binding, requested, here)
-    how = f"event {binding.seq}" if binding.seq is not None else "its objects' endpoints"
-    state.out.err(f"stage {stage} lives on {describe(binding.target)} (bound: {how})")
-    return Where(stage, binding.target, binding)
+            line = f"stage {stage}: no target recorded; using {describe(where.target)}"
+    else:
+        _refuse_other_target(command, stage, binding, requested, here)
+        start = binding.local and (requested is True or not external)
+        where = Where(stage, binding.target, binding, start)
+        how = f"event {binding.seq}" if binding.seq is not None else "its objects' endpoints"
+        line = f"stage {stage} lives on {describe(binding.target)} (bound: {how})"
+    # the default API is not announced: nothing differs there from a run without bindings
+    if where.target != REAL_API:
+        state.out.err(line + ("" if where.start_local or not external else f" at {here}"))
+    return where
 
 
 def _refuse_other_target(
@@ -351,13 +358,17 @@ def _other(stage: str) -> str:
     return f"{stage}-real"[:63] if not stage.endswith("-real") else f"{stage}-2"[:63]
 
 
-def bind_stages(location: str, streams: list[str], target: str) -> None:
-    """After a run that deployed: record the target of each of its stages that has none."""
+def bind_stages(location: str, streams: list[str], where: Where) -> None:
+    """After a run that deployed a stage not deployed before: record its target. (A stage
+    whose binding is inferred from its objects is left so: a no-op deploy writes nothing;
+    nor is the default API recorded: it is where an unbound stage goes anyway.)"""
     from journal._binding import record_binding
     from journal._dev import journal_exists
     from journal._journal import Journal
 
+    if where.binding is not None or where.target == REAL_API:
+        return
     if not streams or not journal_exists(location):
         return
     with Journal.open(location, create=False) as jr:
-        record_binding(jr, streams, target)
+        record_binding(jr, streams, where.target)

@@ -157,7 +157,7 @@ def reset(state: State, app_name: str | None) -> None:
     location = state.location()
     where = stage_target(state, "local reset", None, location=location, app=app_name)
     stage = where.stage
-    if not where.local:
+    if where.target != "local":
         raise UsageError(
             f"stage {stage!r} lives on {where.target}, not on the local API: `journal local "
             f"reset` only wipes local data; use `journal destroy --stage {stage}`"
@@ -168,7 +168,7 @@ def reset(state: State, app_name: str | None) -> None:
         credentials = profile_credentials(jr, state.profile)
         postgres_url = os.environ.get(LOCAL_POSTGRES_ENV) or None
         with (
-            _maybe_local(state, _journal_dir(state) / "postgres", True, postgres_url),
+            _maybe_local(state, _journal_dir(state) / "postgres", where.start_local, postgres_url),
             stage_session(jr, app, stage, "local reset", credentials=credentials) as session,
         ):
             done = reset_stage(session)

@@ -385,10 +385,8 @@ def _refresh_stage(
     _print_drift(state, report)
 
 
-def _refresh_first(state: State, location: str, where: Where) -> None:
-    """``--refresh`` on plan and deploy."""
-    if where.binding is None:
-        return  # nothing deployed: nothing to read
+def _refresh_first(state: State, location: str) -> None:
+    """``--refresh`` on plan and deploy (a stage not in the journal has nothing to read)."""
     _refresh_stage(state, location)
 
 
@@ -413,7 +411,7 @@ def refresh(
     pending operation are left to the next run. Changes nothing remotely."""
     location = state.location()
     where = stage_target(state, "refresh", local, location=location, app=app_name)
-    with _maybe_local(state, _journal_dir(state) / "postgres", where.local, postgres_url):
+    with _maybe_local(state, _journal_dir(state) / "postgres", where.start_local, postgres_url):
         _refresh_stage(state, location, app_name, required=True)
 
 
@@ -457,17 +455,17 @@ def deploy(
     state.prepare_new_journal(location)
     _check_journal(state, path)
     where = stage_target(state, "deploy", local, location=location)
-    again = _again("deploy", state, where.local and where.binding is None, program=program)
+    again = _again("deploy", state, where.start_local and where.binding is None, program=program)
     with (
         interruptible(state, again) as results,
-        _maybe_local(state, _pg_data(path), where.local, postgres_url),
+        _maybe_local(state, _pg_data(path), where.start_local, postgres_url),
     ):
         if refresh:
-            _refresh_first(state, location, where)
+            _refresh_first(state, location)
         try:
             _run(state, path, "deploy", concurrency, results)
         finally:
-            bind_stages(location, [r.stream for r in results], where.target)
+            bind_stages(location, [r.stream for r in results], where)
 
 
 @click.command()
@@ -496,9 +494,9 @@ def plan(
     where = stage_target(state, "plan", local, location=location)
     if refresh:
         # reading the remote objects needs the API: the local one is started for it
-        with _maybe_local(state, _pg_data(path), where.local, postgres_url):
-            _refresh_first(state, location, where)
-    if not where.local:
+        with _maybe_local(state, _pg_data(path), where.start_local, postgres_url):
+            _refresh_first(state, location)
+    if not where.start_local:
         _run(state, path, "plan", None)
         return
     with _local_endpoint():
@@ -547,7 +545,7 @@ def dev(
         return _settings(state, path, "deploy", concurrency)
 
     def on_run(run: DevRun) -> None:
-        bind_stages(location, [r.stream for r in run.results], where.target)
+        bind_stages(location, [r.stream for r in run.results], where)
         for result in run.results:
             _print_result(state, result)
         if run.error is not None:
@@ -562,7 +560,7 @@ def dev(
     reset()
     _check_journal(state, path)
     where = stage_target(state, "dev", local, location=location, default_local=True)
-    local = where.local
+    local = where.start_local
     loop = DevLoop(
         path,
         make_settings,
@@ -671,7 +669,7 @@ def destroy(
     ):
         app = find_app(jr, stage, app_name)
         credentials = profile_credentials(jr, state.profile)
-        with _maybe_local(state, _journal_dir(state) / "postgres", where.local, postgres_url):
+        with _maybe_local(state, _journal_dir(state) / "postgres", where.start_local, postgres_url):
             preview = destroy_stage(jr, app, stage, plan_only=True, credentials=credentials)
             _check_preview(state, preview)
             if not preview.changes:
@@ -739,7 +737,7 @@ def rollback(
             )
         app = find_app(jr, stage, app_name)
         credentials = profile_credentials(jr, state.profile)
-        with _maybe_local(state, _journal_dir(state) / "postgres", where.local, postgres_url):
+        with _maybe_local(state, _journal_dir(state) / "postgres", where.start_local, postgres_url):
             preview = rollback_stage(jr, app, stage, seq, plan_only=True, credentials=credentials)
             _check_preview(state, preview)
             if all(c.action == "noop" for c in preview.changes):

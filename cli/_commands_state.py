@@ -563,7 +563,7 @@ def state_import(
     postgres_url = os.environ.get(LOCAL_POSTGRES_ENV) or None
     settings = _settings(state, path, "plan", None)
     with (
-        _maybe_local(state, _pg_data(path), where.local, postgres_url),
+        _maybe_local(state, _pg_data(path), where.start_local, postgres_url),
         capture_planned() as planned,
     ):
         run_once(path, settings, profile=state.profile)
@@ -580,7 +580,7 @@ def state_import(
             with stage_session(jr, app, stage, "state import", credentials=credentials) as s:
                 import_object(s, resource, object_id, declared)
     stream = f"{app}/{stage}"
-    bind_stages(location, [stream], where.target)
+    bind_stages(location, [stream], where)
     state.out.echo(f"imported {object_id} as {resource} ({declared.type_name}) in {stream}")
 
 
