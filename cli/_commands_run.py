@@ -19,7 +19,6 @@ from journal._scaffold import TEMPLATES
 
 from ._commands_common import (
     State,
-    Where,
     app_option,
     bind_stages,
     common_options,
