@@ -8,11 +8,13 @@ accepted both before the command (``journal --stage prod deploy``) and after it
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -22,6 +24,7 @@ from journal._errors import IntegrityError, UsageError
 from ._output import Output
 
 if TYPE_CHECKING:
+    from journal._binding import Binding
     from journal._journal import Journal
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -230,3 +233,137 @@ def app_option(f: F) -> F:
 program_argument = click.argument(
     "program", required=False, type=click.Path(dir_okay=True, path_type=Path)
 )
+
+
+# --- issue 13: where a stage lives (journal._binding) ---------------------------------------
+
+
+def external_local_apis() -> list[str]:
+    """The local APIs the user runs (`journal local serve`): providers' URL variables (such
+    as PRISMA_API_URL) set to a loopback address."""
+    from journal._provider import services
+
+    found = []
+    for service in services():
+        url = (os.environ.get(service.api_url_env) or "").strip() if service.api_url_env else ""
+        if url and urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1"):
+            found.append(url)
+    return found
+
+
+def dev_stage() -> str:
+    """`journal dev`'s own stage when none is chosen: ``dev-<user>`` (as Alchemy's per-user
+    dev stage), so a deploy of the default stage never waits on a running dev loop."""
+    import re
+
+    from journal._engine import actor
+
+    user = re.sub(r"[^A-Za-z0-9_.-]+", "-", actor()).strip("-._") or "user"
+    return f"dev-{user}"[:63]
+
+
+@dataclass(frozen=True)
+class Where:
+    """The stage a command works on and the target it goes to."""
+
+    stage: str
+    target: str
+    #: the binding found in the journal (None: a stage not deployed yet)
+    binding: Binding | None
+    #: start the local API for the command (False for a local stage reached through a
+    #: PRISMA_API_URL on loopback: a `journal local serve` the user runs)
+    start_local: bool = False
+
+
+def stage_target(
+    state: State,
+    command: str,
+    requested: bool | None,
+    *,
+    location: str,
+    app: str | None = None,
+    default_local: bool = False,
+) -> Where:
+    """Where ``command`` goes for the chosen stage: the target it is bound to; for a stage
+    not deployed yet, ``--local``/``--no-local`` (``requested``), else the default. A flag
+    that contradicts the binding is refused with what to type instead. The first line of
+    the command's output says which it is."""
+    from journal._binding import LOCAL, REMOTE, describe, stage_binding
+    from journal._dev import journal_exists
+    from journal._journal import Journal
+
+    stage = state.stage_name()
+    binding = None
+    if journal_exists(location):
+        with Journal.open(location, create=False) as jr, suppress(IntegrityError):
+            # a damaged journal: the command's own check refuses (or warns) next
+            binding = stage_binding(jr, stage, app)
+    # a provider's URL variable on loopback: a local API the user runs (`journal local serve`)
+    running = external_local_apis()
+    external = bool(running)
+    if binding is None:
+        local = requested if requested is not None else (default_local or external)
+        target = LOCAL if local else REMOTE
+        where = Where(stage, target, None, local and not (external and requested is None))
+        if command == "plan":
+            line = f"stage {stage}: not deployed yet; planning for {describe(where.target)}"
+        elif command in ("deploy", "dev", "state import"):
+            line = (
+                f"stage {stage}: not deployed yet; deploying to {describe(where.target)}, "
+                "where the stage will stay"
+            )
+        else:
+            line = f"stage {stage}: no target recorded; using {describe(where.target)}"
+    else:
+        _refuse_other_target(command, stage, binding, requested)
+        start = binding.local and (requested is True or not external)
+        where = Where(stage, binding.target, binding, start)
+        how = f"event {binding.seq}" if binding.seq is not None else "its objects' endpoints"
+        line = f"stage {stage} lives on {describe(binding.target)} (bound: {how})"
+    # the default API is not announced: nothing differs there from a run without bindings
+    if where.target != REMOTE:
+        at = " at " + ", ".join(running) if running else ""
+        state.out.err(line + ("" if where.start_local or not external else at))
+    return where
+
+
+def _refuse_other_target(
+    command: str, stage: str, binding: Binding, requested: bool | None
+) -> None:
+    from journal._binding import describe
+
+    lives = f"stage {stage!r} lives on {describe(binding.target)} (bound at its first deploy)"
+    if binding.local:
+        if requested is False:
+            raise UsageError(
+                f"{lives}; --no-local would send it to the real APIs. Run `journal {command}` "
+                f"without --no-local, or use another stage for the real API: "
+                f"`journal {command} --no-local --stage {_other(stage)}`"
+            )
+        return
+    if requested is True:
+        raise UsageError(
+            f"{lives}; --local would send it to the local API. Run `journal {command}` "
+            f"without --local, or use another stage for the local API: "
+            f"`journal {command} --local --stage {dev_stage()}`"
+        )
+
+
+def _other(stage: str) -> str:
+    return f"{stage}-real"[:63] if not stage.endswith("-real") else f"{stage}-2"[:63]
+
+
+def bind_stages(location: str, streams: list[str], where: Where) -> None:
+    """After a run that deployed a stage not deployed before: record its target. (A stage
+    whose binding is inferred from its objects is left so: a no-op deploy writes nothing;
+    nor is the default API recorded: it is where an unbound stage goes anyway.)"""
+    from journal._binding import REMOTE, record_binding
+    from journal._dev import journal_exists
+    from journal._journal import Journal
+
+    if where.binding is not None or where.target == REMOTE:
+        return
+    if not streams or not journal_exists(location):
+        return
+    with Journal.open(location, create=False) as jr:
+        record_binding(jr, streams, where.target)

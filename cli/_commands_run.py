@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from journal._codec import mask
 from journal._errors import RunError, RunInterrupted, UnknownSequenceError
 from journal._provider import Endpoint
 from journal._scaffold import TEMPLATES
@@ -21,11 +22,14 @@ from journal._scaffold import TEMPLATES
 from ._commands_common import (
     State,
     app_option,
+    bind_stages,
     common_options,
     concurrency_option,
+    dev_stage,
     new_option,
     pass_state,
     program_argument,
+    stage_target,
 )
 from ._output import change_lines, counts_text, outputs_lines, summary_text
 
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
     from journal._app import RunSettings
     from journal._dev import DevRun
     from journal._engine import RunResult
+    from journal._refresh import RefreshReport
     from journal._runner import ProgramRun
 
 LOCAL_POSTGRES_ENV = "JOURNAL_LOCAL_POSTGRES_URL"
@@ -338,6 +343,95 @@ def _run(
             results.extend(settings.results)
 
 
+# --- issue 13: drift (journal._refresh) ------------------------------------------------------
+
+refresh_option = click.option(
+    "--refresh",
+    is_flag=True,
+    default=False,
+    help="First read every recorded object from its API and record what drifted (as "
+    "`journal refresh`): an object found gone is planned for re-creation.",
+)
+
+
+def _print_drift(state: State, report: RefreshReport) -> None:
+    from ._output import value_text
+
+    out = state.out
+    for drift in report.drifts:
+        if drift.kind == "gone":
+            out.echo(f"  ! {drift.resource} ({drift.type}): gone (the next deploy creates it)")
+            continue
+        out.echo(f"  ~ {drift.resource} ({drift.type}): changed outside journal")
+        for name, (old, new) in sorted(drift.changes.items()):
+            out.echo(f"      {name}: {value_text(mask(old))} -> {value_text(mask(new))}")
+    for rid, why in report.skipped:
+        out.warn(f"{rid}: not checked: {why}")
+    gone = sum(1 for d in report.drifts if d.kind == "gone")
+    out.echo(
+        f"refresh {report.stream}: {report.checked} checked, {gone} gone, "
+        f"{len(report.drifts) - gone} changed, {len(report.skipped)} not checked"
+    )
+
+
+def _refresh_stage(
+    state: State, location: str, app_name: str | None = None, *, required: bool = False
+) -> None:
+    """Refresh the chosen stage of the journal at ``location`` (the API is set up by the
+    caller); a stage not in the journal yet has nothing to read (an error if ``required``)."""
+    from journal._credentials import profile_credentials
+    from journal._dev import journal_exists
+    from journal._journal import Journal
+    from journal._ops import find_app, stage_streams
+    from journal._refresh import refresh_stage
+
+    stage = state.stage_name()
+    if not journal_exists(location) and not required:
+        return
+    with Journal.open(location, create=False) as jr:
+        if not required and not any(s == stage for _, s in stage_streams(jr)):
+            return
+        app = find_app(jr, stage, app_name)
+        report = refresh_stage(
+            jr,
+            app,
+            stage,
+            credentials=profile_credentials(jr, state.profile),
+            endpoints=state.endpoints,
+        )
+    _print_drift(state, report)
+
+
+def _refresh_first(state: State, location: str) -> None:
+    """``--refresh`` on plan and deploy (a stage not in the journal has nothing to read)."""
+    _refresh_stage(state, location)
+
+
+@click.command()
+@common_options(profile=True)
+@app_option
+@click.option(
+    "--local/--no-local",
+    default=None,
+    help="Not needed: the stage's objects are read where the stage lives.",
+)
+@postgres_url_option
+@pass_state
+def refresh(
+    state: State, app_name: str | None, local: bool | None, postgres_url: str | None
+) -> None:
+    """Read every recorded object from its API and record what drifted.
+
+    Works from the journal alone. An object the API no longer has is recorded as gone (the
+    next deploy creates it again); one whose name, region or other outputs changed is
+    recorded as it is now (the next deploy puts the program's props back). Objects with a
+    pending operation are left to the next run. Changes nothing remotely."""
+    location = state.location()
+    where = stage_target(state, "refresh", local, location=location, app=app_name)
+    with _maybe_local(state, _journal_dir(state), where.start_local, postgres_url):
+        _refresh_stage(state, location, app_name, required=True)
+
+
 def _program(program: Path | None) -> Path:
     from journal._runner import resolve_program
 
@@ -348,21 +442,24 @@ def _program(program: Path | None) -> Path:
 @program_argument
 @common_options(yes=True, profile=True)
 @click.option(
-    "--local",
-    is_flag=True,
-    default=False,
-    help="Run against the providers' local APIs (started for the run), not the real ones.",
+    "--local/--no-local",
+    default=None,
+    help="A stage's first deploy: to the providers' local APIs (started for the run), "
+    "or (--no-local, the default) the real ones. The stage stays there: later runs go there "
+    "without the flag.",
 )
 @postgres_url_option
 @concurrency_option
 @new_option
+@refresh_option
 @pass_state
 def deploy(
     state: State,
     program: Path | None,
-    local: bool,
+    local: bool | None,
     postgres_url: str | None,
     concurrency: int | None,
+    refresh: bool,
 ) -> None:
     """Run the program and reconcile its resources.
 
@@ -371,33 +468,52 @@ def deploy(
     the program no longer declares (only if every resource succeeded). Exits 1 if a resource
     failed. Deploy never asks for confirmation; --yes is accepted for scripts."""
     path = _program(program)
-    with interruptible(state, _again("deploy", state, local, program=program)) as results:
-        state.prepare_new_journal(state.program_location(path))
-        _check_journal(state, path)
-        with _maybe_local(state, _project_dir(path), local, postgres_url):
+    location = state.program_location(path)
+    state.prepare_new_journal(location)
+    _check_journal(state, path)
+    where = stage_target(state, "deploy", local, location=location)
+    again = _again("deploy", state, where.start_local and where.binding is None, program=program)
+    with (
+        interruptible(state, again) as results,
+        _maybe_local(state, _project_dir(path), where.start_local, postgres_url),
+    ):
+        if refresh:
+            _refresh_first(state, location)
+        try:
             _run(state, path, "deploy", concurrency, results)
+        finally:
+            bind_stages(location, [r.stream for r in results], where)
 
 
 @click.command()
 @program_argument
 @common_options(profile=True)
 @click.option(
-    "--local",
-    is_flag=True,
-    default=False,
-    help="Plan for the local APIs (which are not started: a plan makes no call).",
+    "--local/--no-local",
+    default=None,
+    help="For a stage not deployed yet: plan for the local APIs (which are not started: a plan "
+    "makes no call) or the real ones [default: where the stage lives, else the real API].",
 )
 @postgres_url_option
+@refresh_option
 @pass_state
-def plan(state: State, program: Path | None, local: bool, postgres_url: str | None) -> None:
+def plan(
+    state: State, program: Path | None, local: bool | None, postgres_url: str | None, refresh: bool
+) -> None:
     """Show what a deploy would do, changing nothing.
 
     Lists each resource as create (+), update (~), replace (-/+), delete (-) or unchanged,
     with a field-level diff; secrets are masked. Nothing is called and nothing is written.
     With --local nothing is started either: a plan makes no call to the API."""
     path = _program(program)
-    state.warn_if_damaged(state.program_location(path))
-    if not local:
+    location = state.program_location(path)
+    state.warn_if_damaged(location)
+    where = stage_target(state, "plan", local, location=location)
+    if refresh:
+        # reading the remote objects needs the API: the local one is started for it
+        with _maybe_local(state, _project_dir(path), where.start_local, postgres_url):
+            _refresh_first(state, location)
+    if not where.start_local:
         _run(state, path, "plan", None)
         return
     with _local_endpoint(state):
@@ -409,9 +525,10 @@ def plan(state: State, program: Path | None, local: bool, postgres_url: str | No
 @common_options(profile=True)
 @click.option(
     "--local/--no-local",
-    default=True,
-    show_default=True,
-    help="Run against the providers' local APIs (--no-local: the real ones).",
+    default=None,
+    help="A stage's first run: the providers' local APIs (the default) or the real ones "
+    "(--no-local); later runs go where the stage lives. The stage is dev-<user> unless "
+    "--stage or JOURNAL_STAGE says otherwise.",
 )
 @postgres_url_option
 @concurrency_option
@@ -421,7 +538,7 @@ def plan(state: State, program: Path | None, local: bool, postgres_url: str | No
 def dev(
     state: State,
     program: Path | None,
-    local: bool,
+    local: bool | None,
     postgres_url: str | None,
     concurrency: int | None,
     once: bool,
@@ -435,13 +552,17 @@ def dev(
     from journal._dev import DevLoop
 
     path = _program(program)
-    state.prepare_new_journal(state.program_location(path))
+    location = state.program_location(path)
+    state.prepare_new_journal(location)
     out = state.out
+    if state.explicit_stage() is None:
+        state.stage = dev_stage()
 
     def make_settings() -> RunSettings:
         return _settings(state, path, "deploy", concurrency)
 
     def on_run(run: DevRun) -> None:
+        bind_stages(location, [r.stream for r in run.results], where)
         for result in run.results:
             _print_result(state, result)
         if run.error is not None:
@@ -455,6 +576,8 @@ def dev(
 
     reset()
     _check_journal(state, path)
+    where = stage_target(state, "dev", local, location=location, default_local=True)
+    local = where.start_local
     loop = DevLoop(
         path,
         make_settings,
@@ -465,11 +588,6 @@ def dev(
     )
     abandoned = False
     with _sigterm_as_interrupt(), _maybe_local(state, _project_dir(path), local, postgres_url):
-        if local:
-            out.err(
-                "local mode: resources are recorded in the same journal and stage as real "
-                "deploys; use another --stage for real deployments"
-            )
         try:
             runs = loop.run()
         except KeyboardInterrupt:
@@ -481,7 +599,7 @@ def dev(
         out.err(
             interrupted_line(
                 current,
-                _again("dev", state, False, *([] if local else ["--no-local"]), program=program),
+                _again("dev", state, False, program=program),
             )
         )
         sys.stdout.flush()
@@ -521,10 +639,10 @@ def _check_failures(result: RunResult) -> None:
 
 
 local_option = click.option(
-    "--local",
-    is_flag=True,
-    default=False,
-    help="The stage was deployed to the local APIs: start them for this command.",
+    "--local/--no-local",
+    default=None,
+    help="Not needed: the command goes where the stage lives (the local APIs are started for "
+    "it). Given, it must agree with the stage's target.",
 )
 
 
@@ -546,7 +664,7 @@ def _journal_dir(state: State) -> Path:
 def destroy(
     state: State,
     app_name: str | None,
-    local: bool,
+    local: bool | None,
     postgres_url: str | None,
     concurrency: int | None,
 ) -> None:
@@ -561,13 +679,14 @@ def destroy(
 
     stage = state.stage_name()
     out = state.out
+    where = stage_target(state, "destroy", local, location=state.location(), app=app_name)
     with (
-        interruptible(state, _again("destroy", state, local, app=app_name)) as results,
+        interruptible(state, _again("destroy", state, False, app=app_name)) as results,
         state.open_journal(check="write") as jr,
     ):
         app = find_app(jr, stage, app_name)
         credentials = profile_credentials(jr, state.profile)
-        with _maybe_local(state, _journal_dir(state), local, postgres_url) as endpoints:
+        with _maybe_local(state, _journal_dir(state), where.start_local, postgres_url) as endpoints:
             preview = destroy_stage(
                 jr, app, stage, plan_only=True, credentials=credentials, endpoints=endpoints
             )
@@ -608,7 +727,7 @@ def rollback(
     state: State,
     seq: int,
     app_name: str | None,
-    local: bool,
+    local: bool | None,
     postgres_url: str | None,
     concurrency: int | None,
 ) -> None:
@@ -623,8 +742,10 @@ def rollback(
 
     stage = state.stage_name()
     out = state.out
+    where = stage_target(state, "rollback", local, location=state.location(), app=app_name)
+    again = _again("rollback", state, False, str(seq), app=app_name)
     with (
-        interruptible(state, _again("rollback", state, local, str(seq), app=app_name)) as results,
+        interruptible(state, again) as results,
         state.open_journal(check="write") as jr,
     ):
         head = jr.head()[0]
@@ -636,7 +757,7 @@ def rollback(
             )
         app = find_app(jr, stage, app_name)
         credentials = profile_credentials(jr, state.profile)
-        with _maybe_local(state, _journal_dir(state), local, postgres_url) as endpoints:
+        with _maybe_local(state, _journal_dir(state), where.start_local, postgres_url) as endpoints:
             preview = rollback_stage(
                 jr,
                 app,
@@ -674,4 +795,4 @@ def rollback(
     _check_failures(result)
 
 
-COMMANDS = [init, deploy, plan, dev, destroy, rollback]
+COMMANDS = [init, deploy, plan, dev, destroy, rollback, refresh]

@@ -9,6 +9,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,7 +129,18 @@ def _load(state: State, app_name: str | None) -> StreamState:
     stage = state.stage_name()
     with state.open_journal(check="read") as jr:
         app = find_app(jr, stage, app_name)
-        return load_state(jr, stream_name(app, stage))
+        return _without_pending_exports(state, load_state(jr, stream_name(app, stage)))
+
+
+def _without_pending_exports(state: State, st: StreamState) -> StreamState:
+    """Issue 13: no export a resource with a pending operation holds is shown (those of
+    deleted or gone resources are dropped by the fold)."""
+    from journal._refresh import usable_outputs
+
+    st.outputs, withheld = usable_outputs(st)
+    for key, why in sorted(withheld.items()):
+        state.out.warn(f"output {key} not shown: {why} (run `journal deploy` to settle it)")
+    return st
 
 
 def _fields(label: str, values: dict[str, Any] | None, show_secrets: bool) -> list[str]:
@@ -508,4 +521,140 @@ def serve(
     out.echo("stopped")
 
 
-COMMANDS = [history, show, outputs, verify, rekey, configure, local]
+# --- issue 13: state surgery, as events (journal._surgery) ----------------------------------
+
+
+@click.group("state")
+def state_group() -> None:
+    """Change what the journal records about a stage, without touching remote objects.
+
+    Each change is recorded as events (`journal history` shows who did it) after a
+    confirmation (--yes for scripts)."""
+
+
+@contextmanager
+def _surgery(
+    state: State, app_name: str | None, command: str, question: str
+) -> Iterator[tuple[Any, Any]]:
+    """Lock the stage and open a session (journal._surgery) after the confirmation."""
+    from journal._credentials import profile_credentials
+    from journal._ops import find_app
+    from journal._surgery import stage_session
+
+    stage = state.stage_name()
+    with state.open_journal(check="write") as jr:
+        app = find_app(jr, stage, app_name)
+        state.confirm(f"{question} in {app}/{stage}?", action=command)
+        credentials = profile_credentials(jr, state.profile)
+        with stage_session(
+            jr, app, stage, command, credentials=credentials, endpoints=state.endpoints
+        ) as session:
+            yield jr, session
+
+
+@state_group.command("forget")
+@click.argument("resource", metavar="RESOURCE")
+@common_options(yes=True)
+@app_option
+@pass_state
+def state_forget(state: State, app_name: str | None, resource: str) -> None:
+    """Drop RESOURCE from the stage; its remote object is left as it is.
+
+    Like `terraform state rm`: the next deploy of a program that still declares it creates
+    a new object (or adopts the old one with adopt=True)."""
+    from journal._surgery import forget
+
+    with _surgery(
+        state, app_name, "state forget", f"forget {resource} (the remote object is kept)"
+    ) as (_, session):
+        res = forget(session, resource)
+    state.out.echo(f"forgot {resource} ({res.type}) in {session.stream}; the remote object is kept")
+
+
+@state_group.command("resolve")
+@click.argument("resource", metavar="RESOURCE")
+@click.option("--created", metavar="ID", default=None, help="The object exists: its id.")
+@click.option("--absent", is_flag=True, default=False, help="The object does not exist.")
+@common_options(yes=True, profile=True)
+@app_option
+@pass_state
+def state_resolve(
+    state: State, app_name: str | None, resource: str, created: str | None, absent: bool
+) -> None:
+    """Resolve RESOURCE's pending operation by hand.
+
+    A run interrupted between a call and its answer leaves the operation pending; the next
+    run resolves it by reading the remote object. When that cannot work (the API cannot say),
+    tell the journal: --created ID (the object exists; it is read through its provider and
+    recorded) or --absent (it does not exist)."""
+    from journal._surgery import resolve
+
+    if (created is None) == (not absent):
+        raise UsageError("give exactly one of --created ID and --absent")
+    what = f"as created with id {created}" if created else "as absent"
+    with _surgery(
+        state, app_name, "state resolve", f"resolve the pending operation of {resource} {what}"
+    ) as (_, session):
+        op = resolve(session, resource, created=created, absent=absent)
+    state.out.echo(f"resolved the pending {op} of {resource} {what} in {session.stream}")
+
+
+@state_group.command("import")
+@click.argument("resource", metavar="RESOURCE")
+@click.argument("object_id", metavar="ID")
+@click.argument("program", required=False, type=click.Path(dir_okay=True, path_type=Path))
+@common_options(yes=True, profile=True)
+@click.option(
+    "--local/--no-local",
+    default=None,
+    help="For a stage not deployed yet: the object is in the local API, or (the default) "
+    "the real one. Otherwise the stage's own target is used.",
+)
+@pass_state
+def state_import(
+    state: State, resource: str, object_id: str, program: Path | None, local: bool | None
+) -> None:
+    """Record the existing remote object ID as RESOURCE, which PROGRAM declares.
+
+    The program is planned (nothing is called or written) to learn RESOURCE's type, props
+    and dependencies; the object is then read through its provider, and recorded as it is:
+    the remote object is not changed. The next deploy updates it where the program's props
+    differ. What it depends on must be recorded already."""
+    from journal._credentials import profile_credentials
+    from journal._dev import run_once
+    from journal._journal import Journal
+    from journal._surgery import capture_planned, import_object, stage_session
+
+    from ._commands_common import bind_stages, stage_target
+    from ._commands_run import LOCAL_POSTGRES_ENV, _maybe_local, _pg_data, _program, _settings
+
+    path = _program(program)
+    location = state.program_location(path)
+    where = stage_target(state, "state import", local, location=location)
+    postgres_url = os.environ.get(LOCAL_POSTGRES_ENV) or None
+    settings = _settings(state, path, "plan", None)
+    with (
+        _maybe_local(state, _pg_data(path), where.start_local, postgres_url),
+        capture_planned() as planned,
+    ):
+        run_once(path, settings, profile=state.profile)
+        declared = planned.get(resource)
+        if declared is None or not settings.apps:
+            raise UsageError(
+                f"{path} does not declare {resource!r}"
+                + (f" (it declares: {', '.join(sorted(planned))})" if planned else "")
+            )
+        app, stage = settings.apps[0]
+        with Journal.open(location, create=True) as jr:
+            state.confirm(f"record {object_id} as {resource} in {app}/{stage}?", action="import")
+            credentials = profile_credentials(jr, state.profile)
+            with stage_session(
+                jr, app, stage, "state import", credentials=credentials, endpoints=state.endpoints
+            ) as s:
+                import_object(s, resource, object_id, declared)
+    stream = f"{app}/{stage}"
+    bind_stages(location, [stream], where)
+    state.out.echo(f"imported {object_id} as {resource} ({declared.type_name}) in {stream}")
+
+
+COMMANDS = [history, show, outputs, verify, rekey, configure, local, state_group]

@@ -20,6 +20,7 @@ from journal._errors import JournalError
 
 from . import (
     _commands_import,
+    _commands_local,
     _commands_migrate,
     _commands_run,
     _commands_state,
@@ -88,6 +89,7 @@ for _command in (
     *_commands_migrate.COMMANDS,
     *_commands_import.COMMANDS,
     *_commands_ui.COMMANDS,
+    *_commands_local.COMMANDS,
 ):
     cli.add_command(_command)
     # the same -h/--help however a command is invoked (click caches a command's help

@@ -50,6 +50,7 @@ from ._refs import Ref, ref_to_json, resolve
 from ._results import Change, Desired, Reporter, RunResult, Silent
 from ._secret import Secret, is_secret_json, secret_from_json, secret_to_json
 from ._settings import actor as actor
+from ._surgery import Declaration, note_planned
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -514,6 +515,9 @@ class Run:
             action = "update" if changed <= provider.updatable else "replace"
         change_diff = diff(cur.props if cur is not None and cur.exists else None, pj)
         if self.plan_only:
+            # --- issue 13 hook: `journal state import` takes the declaration from a plan
+            kept = {k: v for k, v in options.items() if k in ("adopt", "service_token")}
+            note_planned(rid, Declaration(d.type, pj, d.deps, refs, d.delete, kept))
             self._record(Change(rid, d.type, action, change_diff))
             if action in ("noop", "update") and cur is not None and cur.outputs is not None:
                 return provider.load_outputs(cur.outputs)  # an update keeps the object's id

@@ -56,6 +56,7 @@ __all__ = [
     "DeleteRequested",
     "Deleted",
     "DomainEvent",
+    "Drifted",
     "EventTable",
     "EventType",
     "Failed",
@@ -69,9 +70,11 @@ __all__ = [
     "ReplaceRequested",
     "Replaced",
     "Requested",
+    "Resolved",
     "ResourceEvent",
     "RunFinished",
     "RunStarted",
+    "StageBound",
     "UpdateFailed",
     "UpdateRequested",
     "Updated",
@@ -419,6 +422,34 @@ class CredentialStored(DomainEvent):
     profile: str
     provider: str
     name: str
+
+
+# --- where a stage lives, drift, state surgery (journal._binding, _refresh, _surgery) --------
+
+
+# the stage's target, recorded by its first deploy: "local" (or an API origin)
+@event_type("stage.bound", "the stage is bound to where it lives")
+@dataclass(frozen=True, kw_only=True)
+class StageBound(DomainEvent):
+    target: str
+
+
+# `journal refresh`: what the API says now about a recorded object (gone, or its outputs and
+# the props they mirror)
+@event_type("resource.drifted", "drift found by a refresh")
+@dataclass(frozen=True, kw_only=True)
+class Drifted(ResourceEvent):
+    gone: bool
+
+
+# `journal state resolve`: a pending operation resolved by hand (folds like "recovered");
+# `journal state forget` and `journal local reset` use "resource.forgotten"/"resource.deleted"
+# (with a reason), `journal state import` uses "resource.imported" (with its source)
+@event_type("resource.resolved", "pending operation resolved by hand")
+@dataclass(frozen=True, kw_only=True)
+class Resolved(ResourceEvent):
+    op: str
+    found: bool
 
 
 #: lifecycle actions as shown by `history` (event type -> short verb)

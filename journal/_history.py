@@ -28,6 +28,7 @@ from ._events import (
     Deleted,
     DeleteRequested,
     DomainEvent,
+    Drifted,
     EventTable,
     Failed,
     Forgotten,
@@ -37,9 +38,11 @@ from ._events import (
     Recovered,
     Replaced,
     ReplaceRequested,
+    Resolved,
     ResourceEvent,
     RunFinished,
     RunStarted,
+    StageBound,
     Updated,
     UpdateRequested,
     decode,
@@ -153,7 +156,7 @@ _Describe = Callable[["_Folder", str, Any], _Said]
 _DESCRIBE: EventTable[_Describe] = EventTable("describer", inherit=True)
 _describes = _DESCRIBE.on
 #: types that name their own actor and host (the others take their run's)
-_SELF_ATTRIBUTED: tuple[type[DomainEvent], ...] = (RunStarted, CredentialStored)
+_SELF_ATTRIBUTED: tuple[type[DomainEvent], ...] = (RunStarted, CredentialStored, StageBound)
 
 
 class _Folder:
@@ -309,6 +312,8 @@ def _gone(folder: _Folder, stream: str, ev: Deleted | Forgotten) -> _Said:
     if isinstance(ev, Forgotten):
         note = f"{ev.reason}: the remote object is kept"
         detail = f"{detail}; {note}" if detail else note
+    elif ev.get("reason"):  # `journal local reset`
+        detail = f"{detail}; {ev.get('reason')}" if detail else str(ev.get("reason"))
     return changes, detail, None
 
 
@@ -321,11 +326,13 @@ def _policy_changed(folder: _Folder, stream: str, ev: PolicyChanged) -> _Said:
     return changes, None, None
 
 
-@_describes(Recovered)
-def _recovered(folder: _Folder, stream: str, ev: Recovered) -> _Said:
+@_describes(Recovered, Resolved)
+def _recovered(folder: _Folder, stream: str, ev: Recovered | Resolved) -> _Said:
     key = _key(stream, ev)
     found = "found" if ev.found else "not found"
     detail = f"interrupted {ev.op}: remote object {found}"
+    if isinstance(ev, Resolved):
+        detail = f"pending {ev.op} resolved by hand: remote object {found}"
     changes: Json = {}
     outputs = ev.get("outputs")
     if ev.found and outputs is not None and ev.op != "delete":
@@ -335,6 +342,33 @@ def _recovered(folder: _Folder, stream: str, ev: Recovered) -> _Said:
             changes |= _prefixed("props", folder.props.get(key), ev.get("props"))
             folder.props[key] = ev.get("props")
     return changes, detail, None
+
+
+# --- drift, and where a stage lives ----------------------------------------------------------
+
+
+@_describes(Drifted)
+def _drifted(folder: _Folder, stream: str, ev: Drifted) -> _Said:
+    key = _key(stream, ev)
+    old_props, old_out = folder.props.get(key), folder.outputs.get(key)
+    if ev.gone:
+        changes = _prefixed("props", old_props, None)
+        changes |= _prefixed("outputs", old_out if old_out else ev.get("outputs"), None)
+        folder.props.pop(key, None)
+        folder.outputs.pop(key, None)
+        return changes, "refresh: the remote object is gone; the next deploy creates it", None
+    changes = _prefixed("outputs", old_out, ev.get("outputs"))
+    changes |= _prefixed("props", old_props, ev.get("props"))
+    folder.outputs[key] = ev.get("outputs")
+    if ev.get("props") is not None:
+        folder.props[key] = ev.get("props")
+    return changes, "refresh: the remote object changed", None
+
+
+@_describes(StageBound)
+def _stage_bound(folder: _Folder, stream: str, ev: StageBound) -> _Said:
+    target = str(ev.target)
+    return {}, "the stage lives on " + ("the local API" if target == "local" else target), None
 
 
 def records(events: Iterable[_Event], *, show_secrets: bool = False) -> Iterable[HistoryRecord]:

@@ -88,8 +88,11 @@ def check_endpoint(
                 "run with the local API that holds it (the same PostgreSQL data folder or "
                 "server it was created in)"
             )
+        elif recorded == _LEGACY_LOCAL or recorded.startswith(_LOCAL_PREFIX):
+            # issue 13: say what to type (the CLI sends a stage where it lives by itself)
+            back = "run the command without --no-local (or with --local) so it goes there"
         else:
-            back = f"point the run back at {_where(recorded)}"
+            back = f"point the run back at {recorded} (the provider's API URL setting)"
         raise ValidationError(
             f"was created through {_where(recorded)}, but this run talks to {_where(endpoint)}; "
             f"use another --stage (or --journal) for this API, or {back}",

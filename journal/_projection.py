@@ -22,6 +22,7 @@ from ._events import (
     Deleted,
     DeleteFailed,
     DeleteRequested,
+    Drifted,
     EventTable,
     Failed,
     Forgotten,
@@ -33,9 +34,11 @@ from ._events import (
     ReplaceFailed,
     ReplaceRequested,
     Requested,
+    Resolved,
     ResourceEvent,
     RunFinished,
     RunStarted,
+    StageBound,
     Updated,
     UpdateFailed,
     UpdateRequested,
@@ -57,8 +60,9 @@ __all__ = [
 
 Json = dict[str, Any]
 
-#: bump when the snapshot shape changes; older snapshots are then ignored and rebuilt
-SNAPSHOT_FORMAT = 1
+#: bump when the snapshot shape (or the fold) changes; older snapshots are then ignored and
+#: rebuilt. 2: the stage's binding, and exports of removed resources dropped (issue 13)
+SNAPSHOT_FORMAT = 2
 
 
 def stream_name(app: str, stage: str) -> str:
@@ -117,6 +121,8 @@ class StreamState:
     version: int = 0
     seq: int = 0
     last_run: Json | None = None
+    #: where the stage lives (``stage.bound``): {"target": "local" | origin, "seq": N}
+    binding: Json | None = None
 
     def to_json(self) -> Json:
         return {
@@ -127,6 +133,7 @@ class StreamState:
             "version": self.version,
             "seq": self.seq,
             "last_run": self.last_run,
+            "binding": self.binding,
         }
 
     @classmethod
@@ -138,6 +145,7 @@ class StreamState:
             version=data["version"],
             seq=data["seq"],
             last_run=data["last_run"],
+            binding=data.get("binding"),
         )
 
     def copy(self) -> StreamState:
@@ -265,7 +273,7 @@ def _deleted(state: StreamState, res: ResourceState, ev: Deleted) -> None:
         _drop_retired(res, ev.outputs)
         res.pending = None
     else:
-        del state.resources[res.id]
+        _remove(state, res.id)
 
 
 @_folds(DeleteFailed)
@@ -280,7 +288,7 @@ def _forgotten(state: StreamState, res: ResourceState, ev: Forgotten) -> None:
     if ev.get("target") == "retired":
         _drop_retired(res, ev.get("outputs"))
     else:
-        del state.resources[res.id]
+        _remove(state, res.id)
 
 
 @_folds(PolicyChanged)
@@ -290,9 +298,9 @@ def _policy_changed(state: StreamState, res: ResourceState, ev: PolicyChanged) -
     res.options = ev.get("options", res.options)
 
 
-@_folds(Recovered)
+@_folds(Recovered, Resolved)
 @_existing
-def _recovered(state: StreamState, res: ResourceState, ev: Recovered) -> None:
+def _recovered(state: StreamState, res: ResourceState, ev: Recovered | Resolved) -> None:
     op, found = ev.op, ev.found
     res.pending = None
     if op == "create":
@@ -312,7 +320,47 @@ def _recovered(state: StreamState, res: ResourceState, ev: Recovered) -> None:
         if ev.get("target") == "retired":
             _drop_retired(res, ev.get("outputs"))
         else:
-            del state.resources[res.id]
+            _remove(state, res.id)
+
+
+@_folds(StageBound)
+def _stage_bound(state: StreamState, seq: int, ev: StageBound) -> None:
+    state.binding = {"target": ev.target, "seq": seq}
+
+
+# --- drift, and exports that outlive their resource -----------------------------------------
+
+
+def _remove(state: StreamState, rid: str) -> None:
+    """The resource's current object is gone from the stage: so are the exports that held
+    one of its values (and no live resource's), e.g. the connection string of a connection
+    a rollback deleted."""
+    res = state.resources.pop(rid)
+    dead = _values(res.outputs)
+    if not dead or not state.outputs:
+        return
+    live = [v for r in state.resources.values() for v in _values(r.outputs)]
+    state.outputs = {k: v for k, v in state.outputs.items() if not (v in dead and v not in live)}
+
+
+def _values(outputs: Json | None) -> list[Any]:
+    """The values of an object's outputs an export can hold (not None, not booleans)."""
+    return [v for v in (outputs or {}).values() if v is not None and not isinstance(v, bool)]
+
+
+@_folds(Drifted)
+@_existing
+def _drifted(state: StreamState, res: ResourceState, ev: Drifted) -> None:
+    """``journal refresh`` found the remote object gone (the stage forgets it, so the next
+    deploy creates it again), or changed (its outputs, and the props they mirror, become
+    what the API says: the next deploy puts the props back)."""
+    if ev.gone:
+        _remove(state, res.id)
+        return
+    if ev.get("outputs") is not None:
+        res.outputs = ev.get("outputs")
+    if ev.get("props") is not None:
+        res.props = ev.get("props")
 
 
 def fold(stream: str, events: Iterable[_Event], state: StreamState | None = None) -> StreamState:

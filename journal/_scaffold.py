@@ -150,16 +150,19 @@ Infrastructure for {app}, as a plain Python program (`alchemy.run.py`, template
 export JOURNAL_PASSWORD="choose-a-strong-password"   # encrypts the journal
 export PRISMA_SERVICE_TOKEN="prsc_your_token_here"   # or: journal configure
 
-journal dev               # against the local Prisma-compatible API, re-runs on save
-journal plan              # what a deploy would change
-journal deploy            # reconcile the real infrastructure
+journal dev               # the local Prisma-compatible API (stage dev-$USER), re-runs on save
+journal plan              # what a deploy would change (your stage: $USER)
+journal deploy            # reconcile the real infrastructure (or --local, the first time)
 journal outputs           # the program's exports (secrets masked)
 journal history           # who changed what, when
 journal destroy           # tear the stage down
 ```
 
 The journal lives in `.journal/journal.db` (encrypted); keep it, or point `JOURNAL_URL` at a
-shared one. Stages (`--stage`, default your user name) are isolated from each other.
+shared one. Stages (`--stage`, default your user name; `journal dev` uses `dev-<user>`) are
+isolated from each other, and each stays where its first deploy went (the local API or the
+real one): later commands on it need no `--local`. `journal local status` shows the embedded
+PostgreSQL the local API left running; `journal local stop` stops it.
 """
 
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
