@@ -36,7 +36,7 @@ def debug() -> bool:
     return _truthy_env(os.environ.get(DEBUG_ENV))
 
 
-class AlreadyShown(Exception):  # noqa: N818 - a signal to the CLI's error handler, not an error
+class AlreadyShown(Exception):
     """A failure whose message the output already showed (a progress line, a plan line):
     the CLI exits with ``exit_code`` without repeating it (the traceback with --verbose)."""
 
@@ -44,6 +44,7 @@ class AlreadyShown(Exception):  # noqa: N818 - a signal to the CLI's error handl
         super().__init__(str(error))
         self.error = error
         self.exit_code = exit_code
+
 
 MASK = "********"
 
@@ -234,9 +235,7 @@ def failed_text(failures: Sequence[tuple[str, str]]) -> str:
 
     A resource skipped because one it depends on failed is counted, not named; the program
     failing because it read a failed resource (its error is that resource's) is not named."""
-    causes = sorted(
-        {rid for rid, err in failures if rid != PROGRAM_FAILURE and not _skipped(err)}
-    )
+    causes = sorted({rid for rid, err in failures if rid != PROGRAM_FAILURE and not _skipped(err)})
     skipped = sum(1 for rid, err in failures if rid != PROGRAM_FAILURE and _skipped(err))
     resource_errors = {err for rid, err in failures if rid != PROGRAM_FAILURE}
     program = any(

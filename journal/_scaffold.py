@@ -146,6 +146,19 @@ journal destroy           # tear the stage down
 
 The journal lives in `.journal/journal.db` (encrypted); keep it, or point `JOURNAL_URL` at a
 shared one. Stages (`--stage`, default your user name) are isolated from each other.
+
+Variables the program reads with `journal.env("NAME")` can live in `.env` next to it (loaded
+before the program runs; the environment wins; `--env-file PATH` picks another file). `.env`
+is ignored by git. For scripts: `journal outputs NAME --raw`, `journal outputs --format env
+--show-secrets > app/.env`, `journal plan --detailed-exitcode`, `journal deploy --json`.
+
+The program is plain typed Python: check it with mypy, in the environment where journal is
+installed (a plain install, or the editable one `scripts/demo` makes):
+
+```bash
+pip install mypy
+mypy --strict alchemy.run.py
+```
 """
 
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -86,7 +86,8 @@ def test_dotenv_next_to_the_program_is_loaded_and_the_environment_wins(
     assert "the environment variable THING_TAG is not set" in missing.stderr
     assert cloud.all() == [], "nothing is created when a variable is missing"
 
-    (project / ".env").write_text(f"# tokens\nexport THING_TAG=from-dotenv\nTHING_TOKEN='{TOKEN}'\n")
+    dotenv = f"# tokens\nexport THING_TAG=from-dotenv\nTHING_TOKEN='{TOKEN}'\n"
+    (project / ".env").write_text(dotenv)
     deployed = run("deploy", code=0)
     assert tag(cloud) == "from-dotenv"
     assert TOKEN not in deployed.output, "values of .env are never printed"

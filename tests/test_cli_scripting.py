@@ -232,9 +232,7 @@ def test_verbose_shows_the_programs_traceback(
         assert loud.exit_code == 2
         assert "Traceback" in loud.stderr
         assert 'in helper\n    raise ValueError("the program\'s own bug")' in loud.stderr
-        assert loud.stderr.rstrip().endswith(
-            "the program raised ValueError: the program's own bug"
-        )
+        assert loud.stderr.rstrip().endswith("the program raised ValueError: the program's own bug")
     monkeypatch.setenv("JOURNAL_DEBUG", "1")
     assert "in helper" in _invoke("deploy").stderr
 
