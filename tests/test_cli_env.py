@@ -5,7 +5,6 @@ local Prisma API with their ``.env`` (a .env written by ``outputs --format env``
 from __future__ import annotations
 
 import os
-import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,11 +41,9 @@ def cloud() -> mp.Cloud:
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = make_project(tmp_path, monkeypatch)
-    (folder / "alchemy.run.py").write_text(textwrap.dedent(PROGRAM))
     for var in ("THING_TAG", "THING_TOKEN"):
         monkeypatch.delenv(var, raising=False)
-    return folder
+    return make_project(tmp_path, monkeypatch, PROGRAM)
 
 
 def tag(cloud: mp.Cloud) -> str:

@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import memory_provider as mp
 import pytest
-from cli_harness import make_project, run
+from cli_harness import make_project, run, write
 from dotenv import dotenv_values
 
 from journal._env import format_env
@@ -46,15 +45,7 @@ def cloud() -> mp.Cloud:
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = make_project(tmp_path, monkeypatch)
-    write(folder, PROGRAM)
-    return folder
-
-
-def write(folder: Path, source: str, name: str = "alchemy.run.py") -> Path:
-    path = folder / name
-    path.write_text(textwrap.dedent(source))
-    return path
+    return make_project(tmp_path, monkeypatch, PROGRAM)
 
 
 def validate(document: dict[str, Any]) -> None:

@@ -75,7 +75,7 @@ def _check(python: Path, program: Path) -> None:
     wrong = _mypy(python, program)
     assert wrong.returncode == 1, wrong.stdout
     wrong_type = (
-        'Incompatible types in assignment (expression has type "{}", variable has type "{}")'  # noqa: E501
+        'Incompatible types in assignment (expression has type "{}", variable has type "{}")'
     )
     assert wrong_type.format("int", "str") in wrong.stdout
     assert wrong_type.format("str", "int") in wrong.stdout, "a connection's user is a plain str"
