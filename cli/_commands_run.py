@@ -626,9 +626,13 @@ def _check_preview(state: State, preview: RunResult) -> None:
         _check_failures(preview)
 
 
-def _check_failures(result: RunResult) -> None:
+def _check_failures(result: RunResult, *, shown: bool = False) -> None:
+    """``shown``: the progress lines already told each failure; exit without repeating."""
     if result.failures:
-        raise RunError([(rid, RuntimeError(err)) for rid, err in result.failures])
+        error = RunError([(rid, RuntimeError(err)) for rid, err in result.failures])
+        if shown:
+            raise AlreadyShown(error, error.exit_code)
+        raise error
 
 
 local_option = click.option(
@@ -701,7 +705,7 @@ def destroy(
             if result.status == "interrupted":
                 _print_result(state, result)
     _print_result(state, result)
-    _check_failures(result)
+    _check_failures(result, shown=True)
 
 
 @click.command()
@@ -770,7 +774,7 @@ def rollback(
             if result.status == "interrupted":
                 _print_result(state, result)
     _print_result(state, result)
-    _check_failures(result)
+    _check_failures(result, shown=True)
 
 
 COMMANDS = [init, deploy, plan, dev, destroy, rollback]

@@ -231,26 +231,31 @@ def summary_text(result: RunResult) -> str:
 
 
 def failed_text(failures: Sequence[tuple[str, str]]) -> str:
-    """What failed, causes first: ``project failed (2 skipped)``, ``the program failed``.
+    """What failed, causes first: ``project failed (skipped: connection, database)``,
+    ``the program failed``.
 
-    A resource skipped because one it depends on failed is counted, not named; the program
+    A resource skipped because one it depends on failed is listed as skipped; the program
     failing because it read a failed resource (its error is that resource's) is not named."""
     causes = sorted({rid for rid, err in failures if rid != PROGRAM_FAILURE and not _skipped(err)})
-    skipped = sum(1 for rid, err in failures if rid != PROGRAM_FAILURE and _skipped(err))
+    skipped = sorted({rid for rid, err in failures if rid != PROGRAM_FAILURE and _skipped(err)})
     resource_errors = {err for rid, err in failures if rid != PROGRAM_FAILURE}
     program = any(
         rid == PROGRAM_FAILURE and not any(err.endswith(": " + e) for e in resource_errors)
         for rid, err in failures
     )
     parts = ["the program"] if program else []
-    if len(causes) > 3:
-        parts.append(f"{len(causes)} resources ({', '.join(causes[:3])}, ...)")
-    else:
-        parts += causes
-    if not parts:
-        return f"{skipped} skipped" if skipped else ""
-    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"{listed} failed" + (f" ({skipped} skipped)" if skipped else "")
+    parts += [_names(causes)] if causes else []
+    what = " and ".join(parts) + " failed" if parts else ""
+    if skipped:
+        listed = f"skipped: {_names(skipped)}" if len(skipped) <= 3 else f"{len(skipped)} skipped"
+        what = f"{what} ({listed})" if what else listed
+    return what
+
+
+def _names(names: list[str]) -> str:
+    if len(names) > 3:
+        return f"{len(names)} resources ({', '.join(names[:3])}, ...)"
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _skipped(error: str) -> bool:
