@@ -30,6 +30,7 @@ from ._output import (
     change_lines,
     counts_text,
     debug,
+    exit_code,
     outputs_lines,
     run_document,
     summary_text,
@@ -365,7 +366,7 @@ def _json_document(state: State, command: str, results: list[RunResult]) -> Iter
     try:
         yield
     except JournalError as exc:
-        error, code = exc, exc.exit_code
+        error, code = exc, exit_code(exc.exit_code)
         raise
     except click.exceptions.Exit as exc:
         code = exc.exit_code

@@ -29,12 +29,9 @@ from . import (
     _commands_ui,
 )
 from ._commands_common import journal_option, profile_option, stage_option, yes_option
-from ._output import DEBUG_ENV, VERBOSE_KEY, AlreadyShown, debug
+from ._output import DEBUG_ENV, DETAILED_KEY, VERBOSE_KEY, AlreadyShown, debug, exit_code
 
 __all__ = ["cli", "main"]
-
-#: ``ctx.meta`` key: the command line asked for Terraform's exit codes (errors exit 1)
-DETAILED_KEY = "journal.detailed_exitcode"
 
 
 def _debug() -> bool:
@@ -78,17 +75,12 @@ class JournalGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         detailed = bool(ctx.meta.get(DETAILED_KEY))
-
-        def code(exit_code: int) -> int:
-            # Terraform's -detailed-exitcode: 1 is every error, 2 only "changes pending"
-            return 1 if detailed and exit_code not in (0, 130) else exit_code
-
         try:
             return super().invoke(ctx)
         except AlreadyShown as exc:
-            raise _fail(None, code(exc.exit_code), exc.error) from exc
+            raise _fail(None, exit_code(exc.exit_code), exc.error) from exc
         except JournalError as exc:
-            raise _fail(str(exc), code(exc.exit_code), exc) from exc
+            raise _fail(str(exc), exit_code(exc.exit_code), exc) from exc
         except click.exceptions.ClickException as exc:
             if not detailed:
                 raise

@@ -23,9 +23,19 @@ if TYPE_CHECKING:
 DEBUG_ENV = "JOURNAL_DEBUG"
 #: ``ctx.meta`` key set by ``-v/--verbose``
 VERBOSE_KEY = "journal.verbose"
+#: ``ctx.meta`` key: the command line asked for Terraform's exit codes (errors exit 1)
+DETAILED_KEY = "journal.detailed_exitcode"
 #: the version of the ``--json`` document of deploy and plan (docs/schemas/run.schema.json)
 RUN_SCHEMA_VERSION = 1
 PROGRAM_FAILURE = "(program)"
+
+
+def exit_code(code: int) -> int:
+    """The exit status of a failure with ``code``: with ``--detailed-exitcode`` (Terraform's
+    codes) every error is 1, as 2 means "changes pending"."""
+    ctx = click.get_current_context(silent=True)
+    detailed = ctx is not None and bool(ctx.meta.get(DETAILED_KEY))
+    return 1 if detailed and code not in (0, 130) else code
 
 
 def debug() -> bool:

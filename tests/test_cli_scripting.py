@@ -185,6 +185,8 @@ def test_plan_detailed_exitcode(project: Path, cloud: mp.Cloud) -> None:
     assert "the program raised ValueError: broken" in (
         run("plan", "--detailed-exitcode", code=1).stderr
     )
+    doc = json.loads(run("plan", "--json", "--detailed-exitcode", code=1).stdout)
+    assert doc["status"] == "error" and doc["error"]["exit_code"] == 1
     run("plan", code=2)
     run("plan", "--detailed-exitcode", "--no-such-option", code=1)
     run("plan", "--detailed-exitcode", str(project / "missing.py"), code=1)
