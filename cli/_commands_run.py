@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from journal._codec import mask
-from journal._errors import RunError, RunInterrupted, UnknownSequenceError
+from journal._errors import JournalError, RunError, RunInterrupted, UnknownSequenceError
 from journal._provider import Endpoint
 from journal._scaffold import TEMPLATES
 
@@ -31,7 +31,16 @@ from ._commands_common import (
     program_argument,
     stage_target,
 )
-from ._output import change_lines, counts_text, outputs_lines, summary_text
+from ._output import (
+    AlreadyShown,
+    change_lines,
+    counts_text,
+    debug,
+    exit_code,
+    outputs_lines,
+    run_document,
+    summary_text,
+)
 
 if TYPE_CHECKING:
     from journal._app import RunSettings
@@ -138,15 +147,15 @@ class _OneLine(logging.Handler):
     def __init__(self, state: State) -> None:
         super().__init__(logging.WARNING)
         self.state = state
+        # records come from the server's threads, where the command's context is not current
+        self.verbose = debug()
 
     def emit(self, record: logging.LogRecord) -> None:
-        from ._main import _debug
-
         text = f"local API: {record.getMessage()}"
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             text += f" ({type(exc).__name__}: {exc})"
-            if _debug():
+            if self.verbose:
                 text += "\n" + "".join(traceback.format_exception(exc)).rstrip()
         self.state.out.warn(text)
 
@@ -330,15 +339,25 @@ def _run(
     command: str,
     concurrency: int | None,
     results: list[RunResult] | None = None,
+    *,
+    as_json: bool = False,
 ) -> ProgramRun:
+    """Run the program once and print its results (``as_json``: nothing; the caller prints
+    the document). A failure whose message a progress or plan line already showed is raised
+    as :class:`AlreadyShown`, so it is not printed twice."""
     from journal._dev import run_once
 
     settings = _settings(state, program, command, concurrency)
     try:
         return run_once(program, settings, profile=state.profile)
+    except JournalError as exc:
+        if not as_json and _shown(exc, settings.results):
+            raise AlreadyShown(exc, exc.exit_code) from exc
+        raise
     finally:
-        for result in settings.results:
-            _print_result(state, result)
+        if not as_json:
+            for result in settings.results:
+                _print_result(state, result)
         if results is not None:
             results.extend(settings.results)
 
@@ -432,6 +451,70 @@ def refresh(
         _refresh_stage(state, location, app_name, required=True)
 
 
+def _shown(exc: JournalError, results: list[RunResult]) -> bool:
+    """Every message of ``exc`` is a resource's failure the output showed (progress lines
+    for a deploy, plan lines for a plan)."""
+    shown = {err for r in results for rid, err in r.failures if rid != "(program)"}
+    if isinstance(exc, RunError):
+        return bool(exc.failures) and all(str(e) in shown for _rid, e in exc.failures)
+    return str(exc) in shown
+
+
+@contextmanager
+def _json_document(state: State, command: str, results: list[RunResult]) -> Iterator[None]:
+    """``--json``: progress to stderr, and one document on stdout however the block ends
+    (the error, if any, also goes to stderr as usual)."""
+    import json
+
+    state.out.progress_to_stderr = True
+    error: BaseException | None = None
+    code = 0
+    try:
+        yield
+    except JournalError as exc:
+        error, code = exc, exit_code(exc.exit_code)
+        raise
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+        raise
+    finally:
+        document = run_document(command, results, error=error, exit_code=code)
+        state.out.echo(json.dumps(document, ensure_ascii=False, indent=2))
+
+
+def _pending_exit(results: list[RunResult]) -> None:
+    """``--detailed-exitcode``: exit 2 when the plan has something to do."""
+    if any(c.action != "noop" for r in results for c in r.changes):
+        raise click.exceptions.Exit(2)
+
+
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    default=False,
+    help="Print one JSON document on stdout (docs/schemas/run.schema.json): status, counts, "
+    "each resource's change with its field diff, secrets masked; progress goes to stderr.",
+)
+
+env_file_option = click.option(
+    "--env-file",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Load variables for the program from this file [default: .env next to the program, "
+    "if there is one]. Variables already set in the environment win; values are never shown.",
+)
+
+
+@contextmanager
+def _program_env(program: Path, env_file: Path | None) -> Iterator[None]:
+    from journal._env import program_environment
+
+    with program_environment(program, env_file):
+        yield
+
+
 def _program(program: Path | None) -> Path:
     from journal._runner import resolve_program
 
@@ -452,6 +535,8 @@ def _program(program: Path | None) -> Path:
 @concurrency_option
 @new_option
 @refresh_option
+@json_option
+@env_file_option
 @pass_state
 def deploy(
     state: State,
@@ -460,6 +545,8 @@ def deploy(
     postgres_url: str | None,
     concurrency: int | None,
     refresh: bool,
+    as_json: bool,
+    env_file: Path | None,
 ) -> None:
     """Run the program and reconcile its resources.
 
@@ -467,22 +554,27 @@ def deploy(
     Creates what is new, updates or replaces what changed, and deletes the stage's resources
     the program no longer declares (only if every resource succeeded). Exits 1 if a resource
     failed. Deploy never asks for confirmation; --yes is accepted for scripts."""
-    path = _program(program)
-    location = state.program_location(path)
-    state.prepare_new_journal(location)
-    _check_journal(state, path)
-    where = stage_target(state, "deploy", local, location=location)
-    again = _again("deploy", state, where.start_local and where.binding is None, program=program)
-    with (
-        interruptible(state, again) as results,
-        _maybe_local(state, _project_dir(path), where.start_local, postgres_url),
-    ):
-        if refresh:
-            _refresh_first(state, location)
-        try:
-            _run(state, path, "deploy", concurrency, results)
-        finally:
-            bind_stages(location, [r.stream for r in results], where)
+    results: list[RunResult] = []
+    with _json_document(state, "deploy", results) if as_json else _nothing():
+        path = _program(program)
+        location = state.program_location(path)
+        state.prepare_new_journal(location)
+        _check_journal(state, path)
+        where = stage_target(state, "deploy", local, location=location)
+        fresh_local = where.start_local and where.binding is None
+        again = _again("deploy", state, fresh_local, program=program)
+        with (
+            interruptible(state, again) as run_results,
+            _program_env(path, env_file),
+            _maybe_local(state, _project_dir(path), where.start_local, postgres_url),
+        ):
+            if refresh:
+                _refresh_first(state, location)
+            try:
+                _run(state, path, "deploy", concurrency, run_results, as_json=as_json)
+            finally:
+                results.extend(run_results)
+                bind_stages(location, [r.stream for r in run_results], where)
 
 
 @click.command()
@@ -496,28 +588,53 @@ def deploy(
 )
 @postgres_url_option
 @refresh_option
+@json_option
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    default=False,
+    help="Exit 0 when there is nothing to do, 2 when changes are pending, 1 on any error "
+    "(as Terraform's -detailed-exitcode).",
+)
+@env_file_option
 @pass_state
 def plan(
-    state: State, program: Path | None, local: bool | None, postgres_url: str | None, refresh: bool
+    state: State,
+    program: Path | None,
+    local: bool | None,
+    postgres_url: str | None,
+    refresh: bool,
+    as_json: bool,
+    detailed_exitcode: bool,
+    env_file: Path | None,
 ) -> None:
     """Show what a deploy would do, changing nothing.
 
     Lists each resource as create (+), update (~), replace (-/+), delete (-) or unchanged,
     with a field-level diff; secrets are masked. Nothing is called and nothing is written.
     With --local nothing is started either: a plan makes no call to the API."""
-    path = _program(program)
-    location = state.program_location(path)
-    state.warn_if_damaged(location)
-    where = stage_target(state, "plan", local, location=location)
-    if refresh:
-        # reading the remote objects needs the API: the local one is started for it
-        with _maybe_local(state, _project_dir(path), where.start_local, postgres_url):
-            _refresh_first(state, location)
-    if not where.start_local:
-        _run(state, path, "plan", None)
-        return
-    with _local_endpoint(state):
-        _run(state, path, "plan", None)
+    results: list[RunResult] = []
+    with _json_document(state, "plan", results) if as_json else _nothing():
+        path = _program(program)
+        location = state.program_location(path)
+        state.warn_if_damaged(location)
+        where = stage_target(state, "plan", local, location=location)
+        if refresh:
+            # reading the remote objects needs the APIs: the local ones are started for it
+            with _maybe_local(state, _project_dir(path), where.start_local, postgres_url):
+                _refresh_first(state, location)
+        with (
+            _program_env(path, env_file),
+            _local_endpoint(state) if where.start_local else _nothing(),
+        ):
+            _run(state, path, "plan", None, results, as_json=as_json)
+    if detailed_exitcode:
+        _pending_exit(results)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 @click.command()
@@ -534,6 +651,7 @@ def plan(
 @concurrency_option
 @click.option("--once", is_flag=True, default=False, help="Deploy once and exit (no watching).")
 @new_option
+@env_file_option
 @pass_state
 def dev(
     state: State,
@@ -542,6 +660,7 @@ def dev(
     postgres_url: str | None,
     concurrency: int | None,
     once: bool,
+    env_file: Path | None,
 ) -> None:
     """Deploy, then re-deploy on every save.
 
@@ -587,7 +706,11 @@ def dev(
         max_runs=1 if once else None,
     )
     abandoned = False
-    with _sigterm_as_interrupt(), _maybe_local(state, _project_dir(path), local, postgres_url):
+    with (
+        _sigterm_as_interrupt(),
+        _program_env(path, env_file),
+        _maybe_local(state, _project_dir(path), local, postgres_url),
+    ):
         try:
             runs = loop.run()
         except KeyboardInterrupt:
@@ -633,9 +756,13 @@ def _check_preview(state: State, preview: RunResult) -> None:
         _check_failures(preview)
 
 
-def _check_failures(result: RunResult) -> None:
+def _check_failures(result: RunResult, *, shown: bool = False) -> None:
+    """``shown``: the progress lines already told each failure; exit without repeating."""
     if result.failures:
-        raise RunError([(rid, RuntimeError(err)) for rid, err in result.failures])
+        error = RunError([(rid, RuntimeError(err)) for rid, err in result.failures])
+        if shown:
+            raise AlreadyShown(error, error.exit_code)
+        raise error
 
 
 local_option = click.option(
@@ -712,7 +839,7 @@ def destroy(
             if result.status == "interrupted":
                 _print_result(state, result)
     _print_result(state, result)
-    _check_failures(result)
+    _check_failures(result, shown=True)
 
 
 @click.command()
@@ -792,7 +919,7 @@ def rollback(
             if result.status == "interrupted":
                 _print_result(state, result)
     _print_result(state, result)
-    _check_failures(result)
+    _check_failures(result, shown=True)
 
 
 COMMANDS = [init, deploy, plan, dev, destroy, rollback, refresh]

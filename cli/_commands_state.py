@@ -199,24 +199,94 @@ def show(state: State, app_name: str | None, as_json: bool, show_secrets: bool) 
 
 
 @click.command()
+@click.argument("name", required=False, metavar="[NAME]")
 @common_options()
 @app_option
-@click.option("--json", "as_json", is_flag=True, default=False, help="As one JSON object.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "env"]),
+    default=None,
+    help="text (default); json: one object; env: KEY='value' lines for a .env file "
+    "(names upper-cased; refused while a secret would be masked: add --show-secrets).",
+)
+@click.option("--json", "as_json", is_flag=True, default=False, help="Same as --format json.")
+@click.option(
+    "--raw",
+    is_flag=True,
+    default=False,
+    help="With NAME: print a string as it is, without JSON quotes (for $(...) in scripts).",
+)
 @click.option("--show-secrets", is_flag=True, default=False, help="Show secrets in clear.")
 @pass_state
-def outputs(state: State, app_name: str | None, as_json: bool, show_secrets: bool) -> None:
+def outputs(
+    state: State,
+    name: str | None,
+    app_name: str | None,
+    fmt: str | None,
+    as_json: bool,
+    raw: bool,
+    show_secrets: bool,
+) -> None:
     """Show the program's exports (secrets masked unless --show-secrets).
 
-    The values of app.export(...) as recorded by the last successful deploy."""
-    st = _load(state, app_name)
-    values = shown(st.outputs, show_secrets)
+    The values of app.export(...) as recorded by the last successful deploy. With NAME, only
+    that value, as JSON (a string in quotes; --raw: as it is); a secret is printed only with
+    --show-secrets. `journal outputs --format env --show-secrets > .env` writes a .env for
+    the app."""
     if as_json:
+        if fmt not in (None, "json"):
+            raise UsageError(f"--json and --format {fmt} contradict each other: choose one")
+        fmt = "json"
+    if raw and name is None:
+        raise UsageError("--raw prints one value: give its NAME (journal outputs NAME --raw)")
+    if name is not None and fmt is not None:
+        raise UsageError(f"--format {fmt} is for all the outputs: drop NAME, or drop --format")
+    st = _load(state, app_name)
+    if name is not None:
+        state.out.echo(_one_output(st.stream, st.outputs, name, raw=raw, show=show_secrets))
+        return
+    if fmt == "env":
+        from journal._env import format_env
+
+        secret = [k for k, v in st.outputs.items() if shown(v, False) != v]
+        if secret and not show_secrets:
+            raise UsageError(
+                f"the outputs {', '.join(secret)} are secrets: a .env needs them in clear, so "
+                "pass --show-secrets (and keep the file out of version control)"
+            )
+        click.echo(format_env(shown(st.outputs, show_secrets)), nl=False)
+        return
+    values = shown(st.outputs, show_secrets)
+    if fmt == "json":
         state.out.echo(json.dumps(values, ensure_ascii=False, sort_keys=True))
         return
     width = max((len(k) for k in values), default=0)
     for key, value in values.items():
         text = value if isinstance(value, str) else value_text(value)
         state.out.echo(f"{key.ljust(width)} = {text}")
+
+
+def _one_output(stream: str, values: dict[str, Any], name: str, *, raw: bool, show: bool) -> str:
+    """The text ``journal outputs NAME`` prints."""
+    if name not in values:
+        known = ", ".join(sorted(values)) or "none: deploy first"
+        raise UsageError(f"{stream} has no output {name!r}; its outputs: {known}")
+    value = values[name]
+    if shown(value, False) != value and not show:
+        raise UsageError(
+            f"{name} is a secret: pass --show-secrets to print it in clear "
+            f"(journal outputs {name} --raw --show-secrets)"
+        )
+    value = shown(value, show)
+    if not raw:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if isinstance(value, dict | list):
+        raise UsageError(
+            f"{name} is a JSON {'object' if isinstance(value, dict) else 'list'}: --raw prints "
+            "strings, numbers and booleans; drop --raw to get it as JSON"
+        )
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 # --- verify / rekey ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,6 +21,42 @@ from journal import _settings
 
 if TYPE_CHECKING:
     from journal._engine import Change, RunResult
+
+DEBUG_ENV = "JOURNAL_DEBUG"
+#: ``ctx.meta`` key set by ``-v/--verbose``
+VERBOSE_KEY = "journal.verbose"
+#: ``ctx.meta`` key: the command line asked for Terraform's exit codes (errors exit 1)
+DETAILED_KEY = "journal.detailed_exitcode"
+#: the version of the ``--json`` document of deploy and plan (docs/schemas/run.schema.json)
+RUN_SCHEMA_VERSION = 1
+PROGRAM_FAILURE = "(program)"
+
+
+def exit_code(code: int) -> int:
+    """The exit status of a failure with ``code``: with ``--detailed-exitcode`` (Terraform's
+    codes) every error is 1, as 2 means "changes pending"."""
+    ctx = click.get_current_context(silent=True)
+    detailed = ctx is not None and bool(ctx.meta.get(DETAILED_KEY))
+    return 1 if detailed and code not in (0, 130) else code
+
+
+def debug() -> bool:
+    """Tracebacks wanted: ``-v/--verbose`` on this command line, or ``JOURNAL_DEBUG=1``."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.meta.get(VERBOSE_KEY):
+        return True
+    return _truthy_env(os.environ.get(DEBUG_ENV))
+
+
+class AlreadyShown(Exception):
+    """A failure whose message the output already showed (a progress line, a plan line):
+    the CLI exits with ``exit_code`` without repeating it (the traceback with --verbose)."""
+
+    def __init__(self, error: BaseException, exit_code: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.exit_code = exit_code
+
 
 MASK = _settings.MASK
 
@@ -53,7 +89,12 @@ def _truthy_env(value: str | None) -> bool:
 
 
 class Output:
-    """Where and how the CLI writes. One per command invocation."""
+    """Where and how the CLI writes. One per command invocation.
+
+    ``progress_to_stderr`` (``--json``): progress lines go to stderr, so stdout holds only
+    the document."""
+
+    progress_to_stderr = False
 
     def __init__(self) -> None:
         env = os.environ
@@ -119,28 +160,34 @@ class ProgressReporter:
         if phase == "start":
             if out.terminal:
                 mark = out.style(out.symbol("…", "..."), dim=True)
-                out.echo(f"  {mark} {doing} {what}")
+                self._echo(f"  {mark} {doing} {what}")
             else:
-                out.echo(f"{doing} {what}")
+                self._echo(f"{doing} {what}")
             return
         self.finished.append((resource, action, seconds, error))
         timing = f"{seconds:.2f}s"
         if phase == "failed" or error is not None:
             if out.terminal:
                 mark = out.style(out.symbol("✗", "x"), fg="red", bold=True)
-                out.echo(f"  {mark} {action} failed: {what} after {timing}: {error}")
+                self._echo(f"  {mark} {action} failed: {what} after {timing}: {error}")
             else:
-                out.echo(f"{action} failed: {what} after {timing}: {error}")
+                self._echo(f"{action} failed: {what} after {timing}: {error}")
             return
         if out.terminal:
             color = PLAN_MARK.get(action, ("", "green"))[1]
             mark = out.style(out.symbol("✓", "ok"), fg=color, bold=True)
-            out.echo(f"  {mark} {done} {what} " + out.style(timing, dim=True))
+            self._echo(f"  {mark} {done} {what} " + out.style(timing, dim=True))
         else:
-            out.echo(f"{done} {what} in {timing}")
+            self._echo(f"{done} {what} in {timing}")
 
     def message(self, text: str) -> None:
-        self.out.echo(self.out.style(text, dim=True) if self.out.terminal else text)
+        self._echo(self.out.style(text, dim=True) if self.out.terminal else text)
+
+    def _echo(self, text: str) -> None:
+        if self.out.progress_to_stderr:
+            self.out.err(text)
+        else:
+            self.out.echo(text)
 
 
 # --- formatting ----------------------------------------------------------------------------
@@ -183,13 +230,48 @@ def counts_text(counts: Mapping[str, int], *, plan: bool = False) -> str:
 
 
 def summary_text(result: RunResult) -> str:
-    """``demo/dev: deploy succeeded in 1.23s: 2 created, 1 unchanged``"""
+    """``demo/dev: deploy succeeded in 1.23s: 2 created, 1 unchanged``; a failed run says
+    what failed first: ``demo/dev: deploy failed in 0.10s: project failed; 1 created``."""
     plan = result.status == "planned"
     verb = "plan" if plan else f"{result.command} {result.status}"
-    return (
-        f"{result.stream}: {verb} in {result.duration_s:.2f}s: "
-        f"{counts_text(result.counts, plan=plan)}"
+    head = f"{result.stream}: {verb} in {result.duration_s:.2f}s: "
+    what = failed_text(result.failures)
+    counts = {k: v for k, v in result.counts.items() if k != "failed"} if what else result.counts
+    if what:
+        return head + what + (f"; {counts_text(counts, plan=plan)}" if counts else "")
+    return head + counts_text(counts, plan=plan)
+
+
+def failed_text(failures: Sequence[tuple[str, str]]) -> str:
+    """What failed, causes first: ``project failed (skipped: connection, database)``,
+    ``the program failed``.
+
+    A resource skipped because one it depends on failed is listed as skipped; the program
+    failing because it read a failed resource (its error is that resource's) is not named."""
+    causes = sorted({rid for rid, err in failures if rid != PROGRAM_FAILURE and not _skipped(err)})
+    skipped = sorted({rid for rid, err in failures if rid != PROGRAM_FAILURE and _skipped(err)})
+    resource_errors = {err for rid, err in failures if rid != PROGRAM_FAILURE}
+    program = any(
+        rid == PROGRAM_FAILURE and not any(err.endswith(": " + e) for e in resource_errors)
+        for rid, err in failures
     )
+    parts = ["the program"] if program else []
+    parts += [_names(causes)] if causes else []
+    what = " and ".join(parts) + " failed" if parts else ""
+    if skipped:
+        listed = f"skipped: {_names(skipped)}" if len(skipped) <= 3 else f"{len(skipped)} skipped"
+        what = f"{what} ({listed})" if what else listed
+    return what
+
+
+def _names(names: list[str]) -> str:
+    if len(names) > 3:
+        return f"{len(names)} resources ({', '.join(names[:3])}, ...)"
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _skipped(error: str) -> bool:
+    return error.startswith("skipped: ")
 
 
 def change_lines(out: Output, change: Change, *, plan: bool) -> list[str]:
@@ -221,3 +303,73 @@ def outputs_lines(outputs: Mapping[str, Any], *, show_secrets: bool = False) -> 
     values = shown(dict(outputs), show_secrets)
     width = max((len(k) for k in values), default=0)
     return [f"  {k.ljust(width)} = {value_text(v)}" for k, v in values.items()]
+
+
+# --- machine-readable forms --------------------------------------------------------------
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    """A change as JSON: the diff as ``{field: {"old": ..., "new": ...}}`` (already masked)."""
+    from journal._codec import mask
+
+    return {
+        "resource": change.resource,
+        "type": change.type,
+        "action": change.action,
+        "diff": {f: {"old": mask(old), "new": mask(new)} for f, (old, new) in change.diff.items()},
+        "error": change.error,
+    }
+
+
+def result_json(result: RunResult) -> dict[str, Any]:
+    from journal._codec import mask
+
+    app, _, stage = result.stream.rpartition("/")
+    return {
+        "app": app,
+        "stage": stage,
+        "status": result.status,
+        "duration_s": round(result.duration_s, 3),
+        "counts": dict(sorted(result.counts.items())),
+        "changes": [change_json(c) for c in result.changes],
+        "failures": [{"resource": rid, "error": err} for rid, err in result.failures],
+        "outputs": mask(result.outputs),
+        "pending": list(result.pending),
+        "not_started": list(result.not_started),
+    }
+
+
+def run_document(
+    command: str,
+    results: Sequence[RunResult],
+    *,
+    error: BaseException | None = None,
+    exit_code: int = 0,
+) -> dict[str, Any]:
+    """The one JSON document ``deploy --json`` / ``plan --json`` print on stdout
+    (docs/schemas/run.schema.json). ``status``: ``succeeded``, ``planned``, ``failed``
+    (a resource or the program failed), ``error`` (nothing ran: a bad password, no program)
+    or ``interrupted``; ``changes_pending``: a plan found something to do."""
+    runs = [result_json(r) for r in results]
+    statuses = {r.status for r in results}
+    if "interrupted" in statuses or exit_code == 130:
+        status = "interrupted"
+    elif "failed" in statuses or (error is not None and results):
+        status = "failed"
+    elif error is not None:
+        status = "error"
+    else:
+        status = "planned" if command == "plan" else "succeeded"
+    counts: dict[str, int] = {}
+    for r in results:
+        for key, n in r.counts.items():
+            counts[key] = counts.get(key, 0) + n
+    return {
+        "version": RUN_SCHEMA_VERSION,
+        "command": command,
+        "status": status,
+        "changes_pending": any(c.action != "noop" for r in results for c in r.changes),
+        "counts": dict(sorted(counts.items())),
+        "runs": runs,
+        "error": None if error is None else {"message": str(error), "exit_code": exit_code},
+    }

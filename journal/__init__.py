@@ -53,6 +53,7 @@ from ._secret import Secret
 if TYPE_CHECKING:
     from ._app import App, Resource, RunSettings, app
     from ._engine import Change, RunResult
+    from ._env import env
     from ._journal import Event, Journal
     from ._provider import Context, Provider, register_provider
 
@@ -102,6 +103,7 @@ __all__ = [
     "WrongPasswordError",
     "__version__",
     "app",
+    "env",
     "register_provider",
 ]
 
@@ -112,6 +114,7 @@ _LAZY = {
     "app": "._app",
     "Change": "._engine",
     "RunResult": "._engine",
+    "env": "._env",
     "Event": "._journal",
     "Journal": "._journal",
     "Context": "._provider",

@@ -416,7 +416,9 @@ class Run:
                 return
             failed = [d for d, f in zip(deps, waits, strict=False) if f.exception() is not None]
             if failed:
-                fut.set_exception(_DependencyFailed(f"skipped: {failed[0]!r} failed", resource=key))
+                # keys of deletes are "<resource>#current" / "#retired<n>": name the resource
+                rid, first = key.split("#", 1)[0], failed[0].split("#", 1)[0]
+                fut.set_exception(_DependencyFailed(f"skipped: {first!r} failed", resource=rid))
                 return
             try:
                 pool.submit(self._complete, fut, work)

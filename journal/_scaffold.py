@@ -57,36 +57,22 @@ _MULTI_WORKSPACE = '''\
 """{app}: projects in two Prisma workspaces.
 
 Service tokens are workspace-scoped, so each resource gets its own token. Set
-PRISMA_SERVICE_TOKEN_WORKSPACE_A and PRISMA_SERVICE_TOKEN_WORKSPACE_B (for example in .env),
-then run `journal deploy`.
+PRISMA_SERVICE_TOKEN_WORKSPACE_A and PRISMA_SERVICE_TOKEN_WORKSPACE_B in .env next to this
+file (read before the program runs; the environment wins over it), then run `journal deploy`.
 """
-
-import os
 
 import journal
 from journal.resources.prisma_postgres import Database, Project
 
-
-def token(name: str) -> journal.Secret:
-    value = os.environ.get(name)
-    if not value:
-        raise SystemExit(f"set {{name}} to the service token of that workspace")
-    return journal.Secret(value)
-
-
 with journal.app("{app}") as app:
-    workspace_a = Project(
-        "workspace-a-project", service_token=token("PRISMA_SERVICE_TOKEN_WORKSPACE_A")
-    )
-    workspace_b = Project(
-        "workspace-b-project", service_token=token("PRISMA_SERVICE_TOKEN_WORKSPACE_B")
-    )
-    Database(
-        "database-a",
-        project=workspace_a,
-        region="us-east-1",
-        service_token=token("PRISMA_SERVICE_TOKEN_WORKSPACE_A"),
-    )
+    # journal.env: a clear error naming the variable if it is missing; secret=True keeps the
+    # token encrypted in the journal and masked when shown
+    token_a = journal.env("PRISMA_SERVICE_TOKEN_WORKSPACE_A", secret=True)
+    token_b = journal.env("PRISMA_SERVICE_TOKEN_WORKSPACE_B", secret=True)
+
+    workspace_a = Project("workspace-a-project", service_token=token_a)
+    workspace_b = Project("workspace-b-project", service_token=token_b)
+    Database("database-a", project=workspace_a, region="us-east-1", service_token=token_a)
 
     app.export(workspace_a_project=workspace_a.id, workspace_b_project=workspace_b.id)
 '''
@@ -163,6 +149,19 @@ shared one. Stages (`--stage`, default your user name; `journal dev` uses `dev-<
 isolated from each other, and each stays where its first deploy went (the local API or the
 real one): later commands on it need no `--local`. `journal local status` shows the embedded
 PostgreSQL the local API left running; `journal local stop` stops it.
+
+Variables the program reads with `journal.env("NAME")` can live in `.env` next to it (loaded
+before the program runs; the environment wins; `--env-file PATH` picks another file). `.env`
+is ignored by git. For scripts: `journal outputs NAME --raw`, `journal outputs --format env
+--show-secrets > app/.env`, `journal plan --detailed-exitcode`, `journal deploy --json`.
+
+The program is plain typed Python: check it with mypy, in the environment where journal is
+installed (a plain install, or the editable one `scripts/demo` makes):
+
+```bash
+pip install mypy
+mypy --strict alchemy.run.py
+```
 """
 
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from journal.cli import cli
 
-__all__ = ["PROGRAM", "make_project", "run"]
+__all__ = ["PROGRAM", "make_project", "run", "write"]
 
 PROGRAM = """
 import journal
@@ -24,12 +24,19 @@ with journal.app("demo") as app:
 """
 
 
-def make_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """``tmp_path`` as the current folder holding ``PROGRAM``, stage ``dev``."""
+def make_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, program: str = PROGRAM) -> Path:
+    """``tmp_path`` as the current folder holding ``program``, stage ``dev``."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("JOURNAL_STAGE", "dev")
-    (tmp_path / "alchemy.run.py").write_text(textwrap.dedent(PROGRAM))
+    write(tmp_path, program)
     return tmp_path
+
+
+def write(folder: Path, source: str, name: str = "alchemy.run.py") -> Path:
+    """``source`` (dedented) as ``folder/name``."""
+    path = folder / name
+    path.write_text(textwrap.dedent(source))
+    return path
 
 
 def run(*args: str, code: int, **kw: Any) -> Result:

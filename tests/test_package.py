@@ -24,7 +24,7 @@ def test_public_names_are_pinned() -> None:
             "Resource", "RunError", "RunInterrupted", "RunResult", "RunSettings", "Secret",
             "ServerError", "StorageError", "StoreError", "TransportError", "UnknownSequenceError",
             "UnsupportedJournalError", "UsageError", "ValidationError", "WrongPasswordError",
-            "__version__", "app", "register_provider", "IncompleteJournalError",
+            "__version__", "app", "env", "register_provider", "IncompleteJournalError",
             "KeysChangedError", "NoJournalError", "NotAJournalError", "WeakPasswordError",
         ]
     )  # fmt: skip

@@ -231,7 +231,8 @@ def test_missing_token_fails_at_first_request(api: Api, monkeypatch: pytest.Monk
     assert str(info.value) == MISSING_TOKEN_MESSAGE
     assert str(info.value) == (
         "no Prisma service token: set PRISMA_SERVICE_TOKEN (or pass service_token= to the "
-        "resource, or run `journal configure`)"
+        "resource, or run `journal configure`); to work without one, run against the local "
+        "API: `journal deploy --local` or `journal dev`"
     )
     assert api.requests == []
     monkeypatch.setenv("PRISMA_SERVICE_TOKEN", "   ")

@@ -8,7 +8,7 @@ after ``prepare`` (the name filled in: Alchemy's default name ``<app>-<id>-<stag
 too) and our outputs. ``WorkspaceRef`` is a lookup in both tools: nothing to import.
 
 Where the two differ: Alchemy's Connection ``host`` is ``host:port`` (ours splits it into
-``host`` and ``port``) and its ``user`` is not a secret (ours is). Alchemy 0.94 reads a
+``host`` and ``port``). Alchemy 0.94 reads a
 ``serviceToken`` only when it is a secret (``alchemy.secret(...)``): given as a plain string
 (as the guide's multi-workspace example does) it is ignored and PRISMA_SERVICE_TOKEN is used,
 which the import reports.
@@ -155,7 +155,7 @@ def _connection(rec: AlchemyRecord, link: Linker) -> Mapped:
             database_id=_str(rec, out, "database", database),
             host=host,
             port=port,
-            user=user if isinstance(user, Secret) else Secret(str(user)),
+            user=user.unencrypted if isinstance(user, Secret) else str(user),
             password=password,
             connection_string=dsn,
             prisma_connection_string=_secret(rec, "prismaConnectionString"),

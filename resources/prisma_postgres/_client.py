@@ -102,7 +102,8 @@ API_URL_ENV: Final = "PRISMA_API_URL"
 PAGE_SIZE: Final = 100
 MISSING_TOKEN_MESSAGE: Final = (
     "no Prisma service token: set PRISMA_SERVICE_TOKEN (or pass service_token= to the "
-    "resource, or run `journal configure`)"
+    "resource, or run `journal configure`); to work without one, run against the local API: "
+    "`journal deploy --local` or `journal dev`"
 )
 _AUTH_TROUBLESHOOTING: Final = (
     "confirm PRISMA_SERVICE_TOKEN is set for the process running journal (or service_token= "

@@ -497,11 +497,17 @@ class ConnectionOutputs:
     database_id: str
     host: str
     port: int
-    user: Secret
+    #: the login name: not a credential, so shown in clear (journals written before it was
+    #: plain hold it as a Secret: read back, it is plain too)
+    user: str
     password: Secret
     connection_string: Secret
     prisma_connection_string: Secret
     created_at: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.user, Secret):
+            object.__setattr__(self, "user", self.user.unencrypted)
 
 
 def _connection_outputs(
@@ -522,7 +528,7 @@ def _connection_outputs(
         database_id=c.database_id,
         host=c.host,
         port=c.port,
-        user=c.user,
+        user=c.user.unencrypted,
         password=c.password,
         connection_string=c.connection_string,
         prisma_connection_string=c.prisma_connection_string or c.connection_string,
@@ -618,7 +624,7 @@ class Connection(Resource[ConnectionOutputs]):
         return self.outputs.port
 
     @property
-    def user(self) -> Secret:
+    def user(self) -> str:
         return self.outputs.user
 
     @property
