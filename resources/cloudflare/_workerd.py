@@ -231,7 +231,7 @@ def _popen(argv: Sequence[str], pass_fds: Sequence[int], log: int) -> subprocess
         stderr=log,
         env=env,
         start_new_session=True,  # Ctrl-C in a terminal is ours to handle, not workerd's
-        preexec_fn=_die_with_parent,  # noqa: PLW1509 - async-signal-safe: one prctl call
+        preexec_fn=_die_with_parent,
     )
 
 
