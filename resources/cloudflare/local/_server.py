@@ -494,7 +494,7 @@ class LocalCloudflareApi:
         cfg = self._config(r)
         del self._state["hyperdrive"][cfg["id"]]
         self._store.save(self._state)
-        return 200, None, "one"
+        return 200, {}, "one"  # the schema's envelope for a delete has an object result
 
     # -- Worker scripts
 
