@@ -104,6 +104,8 @@ def test_the_bundle_hash_follows_the_sources_and_not_where_deps_live(tmp_path: P
     )
     with_import = bundle_example(project, tmp_path / "c")
     assert with_import.hash != first.hash
+    assert first.inputs == (worker,)
+    assert with_import.inputs == (src / "query.ts", worker)
     (src / "query.ts").write_text('export const QUERY = "SELECT * FROM pg_tables LIMIT 1";\n')
     changed = bundle_example(project, tmp_path / "d")
     assert changed.hash not in (first.hash, with_import.hash)

@@ -23,6 +23,7 @@ sources give the same hash on every machine.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -69,6 +70,9 @@ class Bundle:
     modules: tuple[Module, ...]
     #: sha256 over the modules (names, types, bytes), hex
     hash: str
+    #: the project's source files that went into it (what ``journal dev`` watches), absolute;
+    #: installed packages are left out
+    inputs: tuple[Path, ...] = ()
 
 
 def bundle_hash(modules: tuple[Module, ...]) -> str:
@@ -125,6 +129,7 @@ def bundle_worker(
         "--log-level=warning",
         "--color=false",
         f"--outfile={staging / MAIN_MODULE}",
+        f"--metafile={staging / 'meta.json'}",
     ]
     if minify:
         argv.append("--minify")
@@ -148,6 +153,15 @@ def bundle_worker(
         shutil.rmtree(staging, ignore_errors=True)
         raise BundleError(f"{entrypoint} does not bundle:\n{proc.stderr.strip()}")
     main = staging / MAIN_MODULE
+    meta = json.loads((staging / "meta.json").read_text())
+    (staging / "meta.json").unlink()
+    inputs = tuple(
+        sorted(
+            (project / name).resolve()
+            for name in meta.get("inputs", {})
+            if "node_modules" not in Path(name).parts and not name.startswith("<")
+        )
+    )
     if node_modules is not None:
         prefix = os.path.relpath(node_modules, project).replace(os.sep, "/") + "/"
         text = main.read_text(encoding="utf-8")
@@ -155,4 +169,4 @@ def bundle_worker(
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     modules = (Module(MAIN_MODULE, JS_MODULE, out_dir / MAIN_MODULE),)
-    return Bundle(out_dir, MAIN_MODULE, modules, bundle_hash(modules))
+    return Bundle(out_dir, MAIN_MODULE, modules, bundle_hash(modules), inputs)

@@ -844,8 +844,8 @@ class _Handler(BaseHTTPRequestHandler):
                 status = self._send(problem.status, data, "application/json")
         except Exception:
             _log.exception("unexpected error in %s %s", method, path)
-            problem = Problem(500, 10002, "Unexpected internal server error.")
-            status = self._send(500, json.dumps(_failure(problem)).encode(), "application/json")
+            internal = Problem(500, 10002, "Unexpected internal server error.")
+            status = self._send(500, json.dumps(_failure(internal)).encode(), "application/json")
         finally:
             _log.info("%s %s %s %.1fms", method, path, status, (time.monotonic() - started) * 1000)
 
