@@ -6,7 +6,6 @@ Cloudflare schema excerpt."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from _cf_openapi import CloudflareApi
-from _cloudflare import Login, bundle_example, example_project, pg_login, tools
+from _cloudflare import Login, bundle_example, example_project, gone, pg_login, tools, tree_bytes
 
 from journal.resources.cloudflare._bundle import Bundle
 from journal.resources.cloudflare.local import LocalCloudflareApi
@@ -96,22 +95,6 @@ def _origin(login: Login, **changes: Any) -> dict[str, Any]:
     return {**origin, **changes}
 
 
-def _gone(pid: int) -> bool:
-    for _ in range(200):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(") ", 1)[1].startswith("Z"):
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _tree_bytes(folder: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
-
-
 def test_hyperdrive_and_worker_deploy_serve_update_restart_and_delete(
     tmp_path: Path, openapi: CloudflareApi, login: Login
 ) -> None:
@@ -177,9 +160,9 @@ def test_hyperdrive_and_worker_deploy_serve_update_restart_and_delete(
         pid = worker.pid
         for secret in (login.password, SECRET_TEXT):
             assert secret.encode() not in api.state_path.read_bytes()
-            assert secret.encode() not in _tree_bytes(data / "scripts")
+            assert secret.encode() not in tree_bytes(data / "scripts")
             assert secret.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
-    assert _gone(pid)
+    assert gone(pid)
 
     # a restarted server runs its Workers again, at the same address
     with LocalCloudflareApi(data_dir=data, tools=tools()) as api, Client(api, openapi) as c:
@@ -192,7 +175,7 @@ def test_hyperdrive_and_worker_deploy_serve_update_restart_and_delete(
 
         deleted = c.http.delete(c.acct("/workers/scripts/worker"), params={"force": "true"})
         assert deleted.status_code == 200
-        assert _gone(pid)
+        assert gone(pid)
         assert c.http.get(c.acct("/workers/scripts/worker/settings")).status_code == 404
         assert c.http.get(c.acct("/workers/scripts")).json()["result"] == []
         assert not (data / "scripts" / "worker").exists()
@@ -283,5 +266,5 @@ def test_a_changed_origin_password_restarts_the_bound_worker(
         before = worker.pid
         new = {"name": "hd", "origin": _origin(login, password="rotated-password")}
         assert c.http.put(c.acct(f"/hyperdrive/configs/{cfg['id']}"), json=new).status_code == 200
-        assert worker.pid != before and _gone(before)
+        assert worker.pid != before and gone(before)
         assert b"rotated-password" not in api.state_path.read_bytes()

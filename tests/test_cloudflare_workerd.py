@@ -9,12 +9,11 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from _cloudflare import bundle_example, example_project, pg_login, tools
+from _cloudflare import bundle_example, example_project, gone, pg_login, tools, tree_bytes
 
 from journal import Secret
 from journal.resources.cloudflare._bundle import BANNER, JS_MODULE, Bundle, Module, bundle_hash
@@ -39,23 +38,6 @@ def _hyperdrive(login: object) -> HyperdriveBinding:
     )
 
 
-def _gone(pid: int) -> bool:
-    """Whether ``pid`` has exited (bounded wait: a killed process takes a moment to go)."""
-    for _ in range(200):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(") ", 1)[1].startswith("Z"):
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _all_files_bytes(folder: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
-
-
 def test_the_guides_worker_answers_with_every_pg_table(tmp_path: Path) -> None:
     bundle = bundle_example(example_project(tmp_path), tmp_path / "build")
     with pg_login() as login:
@@ -73,14 +55,14 @@ def test_the_guides_worker_answers_with_every_pg_table(tmp_path: Path) -> None:
             environ = Path(f"/proc/{pid}/environ").read_bytes()
             assert login.password.encode() not in cmdline
             assert login.password.encode() not in environ
-            assert login.password.encode() not in _all_files_bytes(bundle.directory)
+            assert login.password.encode() not in tree_bytes(bundle.directory)
             # the private folder: owner-only, and the configuration is gone once read
             log = worker.log_path
             assert log is not None
             assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700
             assert not (log.parent / "config.capnp").exists()
-            assert login.password.encode() not in _all_files_bytes(log.parent)
-        assert _gone(pid)
+            assert login.password.encode() not in tree_bytes(log.parent)
+        assert gone(pid)
         assert not log.parent.exists()
 
 
@@ -128,7 +110,7 @@ def test_text_and_secret_bindings_reach_the_worker_and_a_reload_serves_new_code(
         worker.reload(WorkerSpec("echo", v2, bindings=bindings))
         assert worker.url == url
         assert httpx.get(url).json()["version"] == 2
-        assert _gone(first_pid)
+        assert gone(first_pid)
 
 
 def test_a_worker_that_throws_at_start_up_is_an_error_with_workerds_message(
@@ -187,7 +169,7 @@ def test_workerd_does_not_outlive_its_parent(tmp_path: Path, how: signal.Signals
     child.send_signal(how)
     child.wait(timeout=30)
     child.stdout.close()
-    assert _gone(pid)
+    assert gone(pid)
 
 
 def test_stop_is_idempotent_and_the_port_is_released(tmp_path: Path) -> None:
