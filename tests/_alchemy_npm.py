@@ -2,8 +2,8 @@
 
 ``alchemy_home()`` returns a folder whose ``node_modules`` holds the pinned packages
 (installed on first use into ``~/.cache/journal/npm/alchemy-0.94.0``, or under
-``$JOURNAL_CACHE_DIR``; a lock file makes parallel test workers install it once), or skips
-the test with the reason when Node.js or npm is missing. ``run_alchemy`` runs a TypeScript
+``$JOURNAL_CACHE_DIR``, by the locked, atomic installer that also brings workerd and esbuild),
+or skips the test with the reason when Node.js or npm is missing. ``run_alchemy`` runs a TypeScript
 program with it, its ``fetch`` to https://api.prisma.io rewritten to the local API (Alchemy
 0.94's Prisma client has no base-URL setting) and every other origin refused, so nothing
 reaches the internet.
@@ -11,10 +11,8 @@ reaches the internet.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -22,6 +20,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
+
+from journal.resources.cloudflare._npm import NodeMissingError, NpmInstallError, npm_install
 
 ALCHEMY_VERSION: Final = "0.94.0"
 #: exact pins: Alchemy, a TypeScript runner for Node 20, and the SQLite client its
@@ -58,50 +58,18 @@ console.log("MARK" + JSON.stringify(out));
 """.replace("MARK", MARK)
 
 
-def cache_root() -> Path:
-    base = os.environ.get("JOURNAL_CACHE_DIR") or str(Path.home() / ".cache" / "journal")
-    return Path(base) / "npm"
-
-
 def alchemy_home() -> Path:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("Node.js and npm are needed to run real Alchemy 0.94 (not found on PATH)")
-    root = cache_root()
-    home = root / f"alchemy-{ALCHEMY_VERSION}"
-    done = home / ".installed"
-    if done.exists():
-        return home
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / f".alchemy-{ALCHEMY_VERSION}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if done.exists():
-            return home
-        staging = root / f".alchemy-{ALCHEMY_VERSION}.tmp{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        manifest = {"name": "journal-alchemy-cache", "private": True, "type": "module"}
-        (staging / "package.json").write_text(json.dumps(manifest))
-        print(
-            f"installing alchemy@{ALCHEMY_VERSION} from npm into {home} (once)...",
-            file=sys.__stderr__,
-            flush=True,
+    try:
+        return npm_install(
+            f"alchemy-{ALCHEMY_VERSION}",
+            PACKAGES,
+            purpose=f"alchemy@{ALCHEMY_VERSION}",
+            progress=lambda line: print(line, file=sys.__stderr__, flush=True),
         )
-        specs = [f"{name}@{version}" for name, version in PACKAGES.items()]
-        proc = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--save-exact", "--ignore-scripts", *specs],
-            cwd=staging,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if proc.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            pytest.fail(f"npm install {' '.join(specs)} failed:\n{proc.stderr[-3000:]}")
-        shutil.rmtree(home, ignore_errors=True)
-        staging.rename(home)
-        done.write_text(" ".join(specs) + "\n")
-    return home
+    except NodeMissingError as exc:
+        pytest.skip(str(exc))
+    except NpmInstallError as exc:
+        pytest.fail(str(exc))
 
 
 def run_alchemy(
