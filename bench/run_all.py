@@ -406,8 +406,8 @@ def misses(f: Figures) -> list[str]:
             + (f"; load average {load}" if load else "")
             + ").** It sits at the target, so the machine's noise decides the verdict. "
             "Main-thread phases: scanning "
-            "`sys.modules` twice with `Path.resolve()` per module (`_runner._drop_local_modules` "
-            "and `local_modules`, 45-75 ms together), handing 1,000 no-op reconciles to a "
+            "`sys.modules` twice for the program's own modules (`_runner._drop_local_modules` "
+            "and `local_modules`; each folder resolved once), handing 1,000 no-op reconciles to a "
             "fresh pool and starting ~44 threads for them (`Run.flush`, 50-90 ms), writing a "
             "full snapshot although nothing changed (~15 ms) and loading it (~10 ms)."
         )
@@ -417,17 +417,21 @@ def misses(f: Figures) -> list[str]:
         kdf = f.get("startup.key_derivation_ms") or float("nan")
         out.append(
             f"**The CLI rows** add a fresh process to the run: about {help_ms:.0f} ms to reach "
-            "click's dispatch (`journal --help`), about 60 ms more to import the engine "
-            "(sqlite-utils alone ~40 ms) and about 100 ms to import the provider, whose client "
-            f"imports httpx at module level even when no call is made; the key derivation "
-            f"(Argon2id, default profile: {kdf:.0f} ms, once per process by design); the store "
-            "opened three times (`run_once`: `credentials_at` opens it twice, then the app); "
-            "and the progress lines (two per resource, ~0.1 s at N = 1,000). `journal destroy` "
-            "also runs the whole destroy once as a preview (`destroy_stage(plan_only=True)`, "
-            "with its own pool) before the real one. Alchemy's and Terraform's figures are "
-            "for their CLIs, so these rows are the like-for-like comparison; with an "
-            "interpreter, click and the key derivation alone near 150 ms, the 155 ms no-op "
-            "target is out of reach end to end without a key cache."
+            "click's dispatch (`journal --help`), the engine's imports, and about 100 ms to "
+            "import the provider, whose client imports httpx at module level even when no call "
+            "is made (and `journal.resources.prisma_postgres` imports the Alchemy importer "
+            "for `import-alchemy`'s registry); against a loopback API a no-op still makes one "
+            "call, `GET /health`, to identify the local API (an httpx client: httpcore's import "
+            "and an SSL context), which neither the real API nor Alchemy costs; the key "
+            f"derivation (Argon2id, default profile: {kdf:.0f} ms, once per process by design); "
+            "the store opened three times (the password check, the stored credentials, the "
+            "app); and the progress lines (two per resource, ~0.1 s at N = 1,000). "
+            "`journal destroy` also runs the whole destroy once as a preview "
+            "(`destroy_stage(plan_only=True)`, with its own pool) before the real one. "
+            "Alchemy's and Terraform's figures are for their CLIs, so these rows are the "
+            "like-for-like comparison; with an interpreter, click and the key derivation alone "
+            "near 150 ms, the 155 ms no-op target is out of reach end to end without a key "
+            "cache."
         )
     lat = f.get("scale.lat50ms.n1000.destroy_s")
     if lat is not None and lat > SMALL_MULTIPLE * 0.05:
@@ -471,7 +475,7 @@ def misses(f: Figures) -> list[str]:
     if dev is not None and dev >= TARGET_NOOP_MS:
         out.append(
             f"**Dev loop ({dev:.0f} ms).** The watcher debounces 50 ms; each run re-scans "
-            "`sys.modules` twice with `Path.resolve()` (`journal/_runner.py`)."
+            "`sys.modules` twice for the program's own modules (`journal/_runner.py`)."
         )
     found = f.table("bench_alchemy", "side by side")
     missed = [r for r in (found[1] if found else []) if r[-1] == "missed"]
