@@ -46,6 +46,7 @@ from bench_scale import (
     STAGE,
     TOKEN,
     ApiServer,
+    _ints,
     journal_command,
     load_average,
     make_project,
@@ -92,10 +93,6 @@ with journal.app("bench-scale") as app:
     for i in range(N):
         Database(f"db-{i}", project=PROJECT_ID, delete=True)
 '''
-
-
-def _ints(text: str) -> list[int]:
-    return [int(x.strip().replace("_", "").replace(",", "")) for x in text.split(",") if x.strip()]
 
 
 def _extra(parser: argparse.ArgumentParser) -> None:
