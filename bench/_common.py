@@ -11,7 +11,9 @@ A script builds a list of ``Metric`` objects and one or more tables, then calls 
 
 ``finish`` writes ``bench/results/<name>.json`` (or ``--json PATH``; ``--no-json`` to skip) and,
 with ``--compare BASELINE.json``, prints every metric against the baseline and flags changes
-for the worse beyond ``--threshold`` (default 20%); the exit status is then 1.
+for the worse beyond ``--threshold`` (default 20%); the exit status is then 1. ``--record``
+merges this run's metrics into ``bench/results/baseline.json`` (same names replaced, the other
+scripts' metrics kept), after the comparison.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "BASELINE",
     "RESULTS",
     "Metric",
     "environment",
@@ -45,6 +48,7 @@ __all__ = [
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
+BASELINE = RESULTS / "baseline.json"
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ def parse_args(
     parser.add_argument("--compare", type=Path, help="a baseline JSON written by this script")
     parser.add_argument(
         "--threshold", type=float, default=0.20, help="relative change flagged (default 0.20)"
+    )
+    parser.add_argument(
+        "--record", action="store_true", help=f"merge these metrics into {BASELINE.name}"
     )
     if extra is not None:
         extra(parser)
@@ -211,9 +218,23 @@ def finish(
         }
         path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
         print(f"results written to {path}")
-    if args.compare is not None:
-        flagged = _compare(metrics, args.compare, args.threshold)
-        if flagged:
-            print(f"regressions beyond {args.threshold:.0%}: {', '.join(flagged)}", file=sys.stderr)
-            return 1
+    flagged = [] if args.compare is None else _compare(metrics, args.compare, args.threshold)
+    if getattr(args, "record", False):
+        record(args.bench_name, env, metrics)
+    if flagged:
+        print(f"regressions beyond {args.threshold:.0%}: {', '.join(flagged)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def record(name: str, env: dict[str, Any], metrics: Sequence[Metric]) -> None:
+    """Merge ``metrics`` into the baseline: same names replaced, every other metric kept."""
+    data: dict[str, Any] = json.loads(BASELINE.read_text()) if BASELINE.exists() else {}
+    fresh = {m.name for m in metrics}
+    kept = [m for m in data.get("metrics", []) if m.get("name") not in fresh]
+    data["metrics"] = kept + [asdict(m) for m in metrics]
+    data.setdefault("sources", {})[name] = env
+    data.setdefault("benchmark", "baseline (bench/run_all.py --record-baseline)")
+    BASELINE.parent.mkdir(parents=True, exist_ok=True)
+    BASELINE.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"{len(metrics)} metrics of {name} recorded in {BASELINE}")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import functools
 import gc
 import io
 import os
@@ -178,8 +179,24 @@ with journal.app("bench-scale") as app:
 # --- helpers the other bench scripts share -----------------------------------------------------
 
 
+@functools.cache
+def compile_journal() -> None:
+    """Byte-compile the journal package where it is installed, as ``pip install`` does: with
+    PYTHONDONTWRITEBYTECODE set (or an editable install never imported yet) every fresh
+    process would otherwise compile the sources again, a cost no installed copy pays."""
+    import compileall
+    import importlib.util
+
+    for name in ("journal", "journal.cli", "journal.resources"):
+        spec = importlib.util.find_spec(name)
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            compileall.compile_dir(folder, quiet=1)
+
+
 def journal_command() -> list[str]:
-    """The ``journal`` console script of this interpreter's environment."""
+    """The ``journal`` console script of this interpreter's environment (its package
+    byte-compiled first, see ``compile_journal``)."""
+    compile_journal()
     beside = Path(sys.executable).with_name("journal")
     if beside.exists():
         return [str(beside)]

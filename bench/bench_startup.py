@@ -9,9 +9,10 @@ goes first), interleaved across commands so drifts hit all alike; medians of ``-
 least 10). Next to the commands: the interpreter alone and ``import journal``, for scale.
 
 ``journal history`` reads a small journal (one deploy of a project, two databases and their
-connections: a dozen events) made with the default key-derivation profile, so every
-process pays Argon2id once, as a user's does; the same journal made with the minimum profile,
-and the derivation timed in this process, show how much of it is the key.
+connections: a dozen events; ``journal deploy`` redeploys it, a no-op, against the local API)
+made with the default key-derivation profile, so every process pays Argon2id once, as a
+user's does; the same journal made with the minimum profile, and the derivation timed in this
+process, show how much of it is the key.
 
 Target (issue 7): ``journal --help`` under 150 ms.
 """
@@ -19,6 +20,7 @@ Target (issue 7): ``journal --help`` under 150 ms.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -112,14 +114,21 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-startup-", dir=args.dir))
     metrics: list[Metric] = []
     tables: dict[str, tuple[list[str], list[list[object]]]] = {}
+    stack = contextlib.ExitStack()
     try:
-        with metadata_api(0.0):
-            default_kdf = small_journal(root / "default", None)
-            minimum_kdf = small_journal(root / "minimum", KdfParams.minimum())
+        stack.enter_context(metadata_api(0.0))  # up for the no-op deploys too
+        default_kdf = small_journal(root / "default", None)
+        minimum_kdf = small_journal(root / "minimum", KdfParams.minimum())
         derive_cold, derive_warm = key_derivation_s(default_kdf, runs=5)
         journal = journal_command()
-        child_env = {**os.environ, "JOURNAL_PASSWORD": PASSWORD, "NO_COLOR": "1"}
-        child_env.pop("PRISMA_API_URL", None)
+        child_env = {
+            **os.environ,
+            "JOURNAL_PASSWORD": PASSWORD,
+            "NO_COLOR": "1",
+            "JOURNAL_STAGE": STAGE,
+            "BENCH_N": "2",
+            "BENCH_PROJECT_ID": "",
+        }
         cases: dict[str, tuple[list[str], str]] = {
             "python -c pass": ([sys.executable, "-c", "pass"], "python"),
             "python -c 'import journal'": ([sys.executable, "-c", "import journal"], "import"),
@@ -133,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
             "journal history (same, minimum KDF)": (
                 [*journal, "history", "--journal", str(minimum_kdf), "--stage", STAGE],
                 "history_small_min_kdf",
+            ),
+            "journal deploy, no-op (same journal)": (
+                [*journal, "deploy", str(default_kdf.parent.parent)],
+                "deploy_noop_small",
             ),
         }
         for argv_, _ in cases.values():  # warm the file cache
@@ -180,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return finish(args, env, metrics, tables=tables)
     finally:
+        stack.close()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import webbrowser
-
 import click
 
 from journal._errors import MissingPasswordError
@@ -57,6 +55,8 @@ def ui(state: State, port: int, open_browser: bool, show_secrets: bool) -> None:
             out.warn("secrets are shown in clear on these pages (--show-secrets)")
         out.echo("  Ctrl-C to stop")
         if open_browser:
+            import webbrowser  # here: ~15 ms every other command need not pay
+
             webbrowser.open(server.url)
         try:
             server.serve_forever()

@@ -163,20 +163,28 @@ def credentials_at(
 ) -> dict[str, Secret]:
     """:func:`profile_credentials` of the journal at ``location``; a journal that does not
     exist yet holds none (and is not created)."""
+    from ._errors import MissingPasswordError, NoJournalError
     from ._journal import Journal
     from ._store import open_store
 
-    store = open_store(location)
-    try:
-        exists = store.read_meta() is not None
-    finally:
-        store.close()
-    if not exists:
+    try:  # one opening of the store when the journal is there (the common case)
+        jr = Journal.open(location, create=False)
+    except NoJournalError:
+        jr = None
+    except MissingPasswordError:  # no password: fine as long as there is no journal either
+        store = open_store(location)
+        try:
+            if store.read_meta() is not None:
+                raise
+        finally:
+            store.close()
+        jr = None
+    if jr is None:
         if profile is not None and profile != DEFAULT_PROFILE:
             raise UsageError(
                 f"no credentials stored for profile {profile!r}: the journal at {location} "
                 f"does not exist yet; store a token with `journal configure --profile {profile}`"
             )
         return {}
-    with Journal.open(location, create=False) as jr:
+    with jr:
         return profile_credentials(jr, profile)

@@ -87,11 +87,12 @@ def check_journal(location: str | os.PathLike[str] | None, password: str | None 
     journal cannot be opened: a wrong or missing password, a journal of a newer version.
     Opens an existing journal and closes it (its key derivation is cached for the run);
     creates nothing."""
+    from ._errors import NoJournalError
     from ._journal import Journal, _resolve_password
 
-    if journal_exists(location):
+    try:  # one opening of the store: no separate look for the journal first
         Journal.open(location, password=password, create=False).close()
-    else:
+    except NoJournalError:
         _resolve_password(password)
 
 

@@ -16,6 +16,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from ._app import RunSettings, run_settings
 from ._engine import RunResult
@@ -51,17 +52,44 @@ def program_hash(path: Path) -> str:
     return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
 
 
+#: folders inside a program's folder whose modules are not the program's own
+_NOT_OWN: Final = frozenset({"site-packages", ".venv", "venv", ".journal", "node_modules"})
+
+
+class _Locality:
+    """Which module files are a program's own: resolved (symlinks followed) into its folder
+    ``root``, not inside an environment kept there. A scan of ``sys.modules`` asks this of
+    some hundreds of files, mostly in a few folders: each folder is resolved once (a file
+    that is itself a symlink is still followed), and paths are compared as strings."""
+
+    def __init__(self, root: Path) -> None:
+        self._prefix = os.path.join(str(root), "")
+        self._folders: dict[str, str] = {}
+
+    def resolve(self, module_file: str) -> str | None:
+        """The file's real path if it is one of the program's own, else None."""
+        try:
+            folder, name = os.path.split(os.path.abspath(module_file))
+            real = self._folders.get(folder)
+            if real is None:
+                real = self._folders[folder] = os.path.realpath(folder)
+            path = os.path.join(real, name)
+            if os.path.islink(path):
+                path = os.path.realpath(path)
+        except (OSError, ValueError):
+            return None
+        if not path.startswith(self._prefix):
+            return None
+        if _NOT_OWN.intersection(path[len(self._prefix) :].split(os.sep)):
+            return None
+        return path
+
+    def is_local(self, module_file: str | None) -> bool:
+        return bool(module_file) and self.resolve(str(module_file)) is not None
+
+
 def _is_local(module_file: str | None, root: Path) -> bool:
-    if not module_file:
-        return False
-    try:
-        p = Path(module_file).resolve()
-    except OSError:
-        return False
-    if root not in p.parents:
-        return False
-    parts = set(p.relative_to(root).parts)
-    return not parts & {"site-packages", ".venv", "venv", ".journal", "node_modules"}
+    return _Locality(root).is_local(module_file)
 
 
 #: names of the modules earlier runs imported from their programs' folders
@@ -71,18 +99,21 @@ _LOADED: set[str] = set()
 def _drop_local_modules(root: Path) -> None:
     """Forget modules of this program's folder, and those an earlier program in this process
     imported from its own (two projects may both have a ``helpers`` module)."""
+    locality = _Locality(root)
     for name, mod in list(sys.modules.items()):
-        if name in _LOADED or _is_local(getattr(mod, "__file__", None), root):
+        if name in _LOADED or locality.is_local(getattr(mod, "__file__", None)):
             del sys.modules[name]
     _LOADED.clear()
 
 
 def local_modules(root: Path) -> list[Path]:
+    locality = _Locality(root)
     found = set()
     for name, mod in list(sys.modules.items()):
         f = getattr(mod, "__file__", None)
-        if _is_local(f, root):
-            found.add(Path(str(f)).resolve())
+        path = locality.resolve(str(f)) if f else None
+        if path is not None:
+            found.add(Path(path))
             _LOADED.add(name)
     return sorted(found)
 

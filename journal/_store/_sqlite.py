@@ -41,9 +41,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-import sqlite_utils
+if TYPE_CHECKING:  # imported where a journal is created: opening one does not need it
+    import sqlite_utils
 
 from .._errors import (
     IntegrityError,
@@ -386,8 +387,9 @@ class SQLiteStore(Store):
             conn.close()
 
     def _read_meta(self, conn: sqlite3.Connection) -> Meta:
-        db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
-        tables = set(db.table_names())
+        tables = {
+            str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
         if not tables:
             raise NotAJournalError(
                 _empty_file_message(self._path, "an empty SQLite database"), empty=True
@@ -488,6 +490,8 @@ class SQLiteStore(Store):
         try:
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA journal_mode = WAL")  # stored in the file: every opener uses it
+            import sqlite_utils
+
             db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
 
             def tx(conn: sqlite3.Connection) -> None:
