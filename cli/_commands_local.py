@@ -168,7 +168,7 @@ def reset(state: State, app_name: str | None) -> None:
         credentials = profile_credentials(jr, state.profile)
         postgres_url = os.environ.get(LOCAL_POSTGRES_ENV) or None
         with (
-            _maybe_local(state, _journal_dir(state) / "postgres", where.start_local, postgres_url),
+            _maybe_local(state, _journal_dir(state), where.start_local, postgres_url),
             stage_session(
                 jr, app, stage, "local reset", credentials=credentials, endpoints=state.endpoints
             ) as session,

@@ -696,7 +696,7 @@ def state_import(
     from journal._surgery import capture_planned, import_object, stage_session
 
     from ._commands_common import bind_stages, stage_target
-    from ._commands_run import LOCAL_POSTGRES_ENV, _maybe_local, _pg_data, _program, _settings
+    from ._commands_run import LOCAL_POSTGRES_ENV, _maybe_local, _program, _project_dir, _settings
 
     path = _program(program)
     location = state.program_location(path)
@@ -704,7 +704,7 @@ def state_import(
     postgres_url = os.environ.get(LOCAL_POSTGRES_ENV) or None
     settings = _settings(state, path, "plan", None)
     with (
-        _maybe_local(state, _pg_data(path), where.start_local, postgres_url),
+        _maybe_local(state, _project_dir(path), where.start_local, postgres_url),
         capture_planned() as planned,
     ):
         run_once(path, settings, profile=state.profile)
