@@ -200,7 +200,7 @@ def interruptible(state: State, again: str) -> Iterator[list[RunResult]]:
     with intr.installed(on_message=state.out.err):
         try:
             yield results
-        except (KeyboardInterrupt, RunInterrupted, RunError):
+        except (KeyboardInterrupt, RunInterrupted, RunError, AlreadyShown):
             # what the interruption itself caused; any other error (a full disk while the
             # run records its end ...) is the user's to see, interrupted or not
             if not intr.requested:
