@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +193,9 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
     assert journal_cmd("--version", cwd=tmp_path).stdout.startswith("journal, version ")
 
 
-def test_startup_is_fast_and_lazy(tmp_path: Path) -> None:
+def test_startup_is_lazy(tmp_path: Path) -> None:
+    """What `journal --help` imports (its speed is measured in bench/bench_startup.py, never
+    asserted here: the machines are shared and noisy)."""
     probe = (
         "import sys, journal.cli\n"
         "heavy = ['httpx', 'psycopg', 'nacl', 'watchfiles', 'sqlite_utils', 'journal._engine']\n"
@@ -204,15 +205,7 @@ def test_startup_is_fast_and_lazy(tmp_path: Path) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert loaded.stdout.strip() == "", f"imported at start-up: {loaded.stdout.strip()}"
-    best = min(_timed(lambda: journal_cmd("--help", cwd=tmp_path)) for _ in range(3))
-    assert best < 1.0, f"`journal --help` took {best:.3f}s (target 0.15s)"
-
-
-def _timed(call: Any) -> float:
-    t0 = time.perf_counter()
-    result = call()
-    assert result.returncode == 0
-    return time.perf_counter() - t0
+    assert journal_cmd("--help", cwd=tmp_path).returncode == 0
 
 
 # --- the guide's program on the local Prisma-compatible API --------------------------------
