@@ -10,14 +10,14 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from _openapi import DOC_URI, OpenApi, _pointer_token
+from _scripted import Handler, Scripted
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -65,9 +65,6 @@ ACCOUNT = "0123456789abcdef0123456789abcdef"
 BASE = "https://cf.test/client/v4"
 NOW = "2025-01-02T03:04:05.000000Z"
 SCHEMA = Path(__file__).resolve().parent / "data" / "cloudflare-api-excerpt.openapi.json"
-
-Handler = Callable[[httpx.Request], httpx.Response]
-
 
 # --- the schema --------------------------------------------------------------------------------
 
@@ -168,34 +165,14 @@ def accounts(n: int, per_page: int = 50) -> Handler:
 # --- harness -------------------------------------------------------------------------------
 
 
-@dataclass
-class Api:
-    handler: Handler | None = None
-    script: list[httpx.Response | Exception] = field(default_factory=list)
-    requests: list[httpx.Request] = field(default_factory=list)
-    sleeps: list[float] = field(default_factory=list)
-    clients: list[httpx.Client] = field(default_factory=list)
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        request.read()
-        self.requests.append(request)
-        if self.handler is not None:
-            return self.handler(request)
-        answer = self.script.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
+class Api(Scripted):
     def client(self, *answers: httpx.Response | Exception, **kw: Any) -> CloudflareClient:
-        self.script.extend(answers)
         if "api_key" not in kw:
             kw.setdefault("api_token", TOKEN)
         kw.setdefault("account_id", ACCOUNT)
         kw.setdefault("base_url", BASE)
         kw.setdefault("sleep", self.sleeps.append)
-        http = httpx.Client(transport=httpx.MockTransport(self))
-        self.clients.append(http)
-        return CloudflareClient(http=http, **kw)
+        return CloudflareClient(http=self.http(*answers), **kw)
 
     def body(self, n: int = -1) -> Any:
         return json.loads(self.requests[n].content)
@@ -205,8 +182,7 @@ class Api:
 def api() -> Iterator[Api]:
     server = Api()
     yield server
-    for http in server.clients:
-        http.close()
+    server.close()
 
 
 def assert_clean(text: str) -> None:

@@ -8,12 +8,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
+from _scripted import Handler, Scripted
 
 from journal._errors import (
     ApiError,
@@ -40,43 +40,19 @@ from journal._secret import Secret
 BASE = "https://api.test/client/v4"
 KEY = "k3y-that-must-stay-hidden"
 
-Handler = Callable[[httpx.Request], httpx.Response]
 
-
-@dataclass
-class Server:
-    """Answers from ``handler`` or, in order, from ``script`` (an exception is raised)."""
-
-    handler: Handler | None = None
-    script: list[httpx.Response | Exception] = field(default_factory=list)
-    requests: list[httpx.Request] = field(default_factory=list)
-    sleeps: list[float] = field(default_factory=list)
-    clients: list[httpx.Client] = field(default_factory=list)
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self.handler is not None:
-            return self.handler(request)
-        answer = self.script.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
+class Server(Scripted):
     def client(self, *answers: httpx.Response | Exception, **kw: Any) -> HttpClient:
-        self.script.extend(answers)
         kw.setdefault("sleep", self.sleeps.append)
         kw.setdefault("secrets", [Secret(KEY)])
-        http = httpx.Client(transport=httpx.MockTransport(self))
-        self.clients.append(http)
-        return HttpClient(BASE, http=http, **kw)
+        return HttpClient(BASE, http=self.http(*answers), **kw)
 
 
 @pytest.fixture
 def server() -> Iterator[Server]:
     s = Server()
     yield s
-    for http in s.clients:
-        http.close()
+    s.close()
 
 
 def err(status: int, message: str = "it failed", **headers: str) -> httpx.Response:
