@@ -115,6 +115,8 @@ class DomainEvent:
     VERSION: ClassVar[int] = 1
     #: the required fields, in declaration order (set by ``event_type``)
     FIELDS: ClassVar[tuple[str, ...]] = ()
+    #: the payload keys that are not ``extra``: the fields, "type" and "v"
+    _NOT_EXTRA: ClassVar[frozenset[str]] = frozenset({"type", "v"})
 
     #: every other field of the payload, as stored
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -122,15 +124,23 @@ class DomainEvent:
     @classmethod
     def from_payload(cls: type[E], payload: Mapping[str, Any]) -> E:
         """The event from a payload of the current version (``decode`` upcasts first)."""
-        names = cls.FIELDS
-        extra = {k: v for k, v in payload.items() if k not in names and k not in ("type", "v")}
+        skip = cls._NOT_EXTRA
         try:
-            return cls(**{k: payload[k] for k in names}, extra=extra)
+            fields_ = {k: payload[k] for k in cls.FIELDS}
         except KeyError as exc:
             raise UnsupportedJournalError(
                 f"event {cls.NAME!r} lacks its field {exc.args[0]!r}: the journal was not "
                 "written by journal or is damaged"
             ) from None
+        # what the dataclass __init__ would do, minus a frozen __setattr__ per field (this is
+        # on the fold's path for every event)
+        event = object.__new__(cls)
+        event.__dict__.update(fields_)
+        extra = dict(payload)
+        for key in skip:
+            extra.pop(key, None)
+        event.__dict__["extra"] = extra
+        return event
 
     def to_payload(self) -> Payload:
         """The payload as stored: ``{"type", "v", fields..., extra...}``."""
@@ -142,12 +152,12 @@ class DomainEvent:
 
     def get(self, name: str, default: Any = None) -> Any:
         """A field by name, required or optional; ``default`` when the event has none."""
-        if name in self.FIELDS:
-            return getattr(self, name)
+        if name in self._NOT_EXTRA:
+            return self.__dict__.get(name, default)  # a field ("type" and "v" are not kept)
         return self.extra.get(name, default)
 
     def has(self, name: str) -> bool:
-        return name in self.FIELDS or name in self.extra
+        return name in self.extra or (name in self._NOT_EXTRA and name in self.__dict__)
 
 
 class EventTable(Generic[H]):
@@ -204,6 +214,7 @@ def event_type(
         if reserved:
             raise ValueError(f"event type {name!r}: fields {sorted(reserved)} are reserved")
         cls.NAME, cls.VERSION, cls.FIELDS = name, version, fields_
+        cls._NOT_EXTRA = frozenset({"type", "v", *fields_})
         EVENT_TYPES[name] = EventType(
             name, version, frozenset(fields_), summary, upcasters or {}, cls
         )
@@ -497,5 +508,9 @@ def upcast(payload: Mapping[str, Any]) -> Payload:
 def decode(payload: Mapping[str, Any]) -> DomainEvent:
     """The typed event of a stored payload, upcast to the current version of its type.
     ``UnsupportedJournalError`` for an unknown type or a newer version."""
+    name = payload.get("type")
+    cls = _CLASSES.get(name) if isinstance(name, str) else None
+    if cls is not None and payload.get("v", 1) == cls.VERSION:
+        return cls.from_payload(payload)  # the current version: nothing to upcast or copy
     current = upcast(payload)
     return _CLASSES[current["type"]].from_payload(current)

@@ -230,13 +230,14 @@ def _succeeded(state: StreamState, seq: int, ev: Created | Imported | Updated | 
     res.props = ev.props
     res.outputs = ev.outputs
     res.updated_seq = seq
+    extra = ev.extra
     if ev.has("deps"):
         res.deps = ev.get("deps")
-        res.refs = ev.get("refs", {})
+        res.refs = extra.get("refs", {})
     if created:
         res.created_seq = seq
-        res.delete = ev.get("delete", res.delete)
-        res.options = ev.get("options", res.options)
+        res.delete = extra.get("delete", res.delete)
+        res.options = extra.get("options", res.options)
     if isinstance(ev, Replaced) and ev.retired is not None:
         res.retired.append(ev.retired)
 

@@ -111,7 +111,8 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 class ConnectionPool:
     """Autocommit connections to one database through ``psycopg_pool``: at most ``max_size``,
     opened on demand; a caller who waits ``timeout_s`` for one gets ``PoolBusy`` (the API
-    answers 503 with Retry-After). A broken connection is checked and replaced on checkout."""
+    answers 503 with Retry-After). A connection returned broken is dropped, not reused (no
+    check on checkout: that would be a round trip more per metadata query)."""
 
     def __init__(self, conninfo: str, *, max_size: int = 4, timeout_s: float = 30.0) -> None:
         self._conninfo = conninfo
@@ -122,7 +123,6 @@ class ConnectionPool:
             max_size=max(1, max_size),
             kwargs={"autocommit": True, "connect_timeout": 10},
             timeout=timeout_s,
-            check=psycopg_pool.ConnectionPool.check_connection,
             name="journal-local",
             open=True,
         )
