@@ -680,8 +680,12 @@ def dev(
     def make_settings() -> RunSettings:
         return _settings(state, path, "deploy", concurrency)
 
+    bound: list[str] = []
+
     def on_run(run: DevRun) -> None:
-        bind_stages(location, [r.stream for r in run.results], where)
+        if not bound and run.results:  # the first run that reached the stage binds it
+            bind_stages(location, [r.stream for r in run.results], where)
+            bound.extend(r.stream for r in run.results)
         for result in run.results:
             _print_result(state, result)
         if run.error is not None:
