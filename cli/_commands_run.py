@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import click
 
 from journal._errors import RunError, RunInterrupted, UnknownSequenceError
-from journal._provider import Endpoint
 from journal._scaffold import TEMPLATES
 
 from ._commands_common import (
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
     from journal._app import RunSettings
     from journal._dev import DevRun
     from journal._engine import RunResult
+    from journal._provider import Endpoint
     from journal._runner import ProgramRun
 
 LOCAL_POSTGRES_ENV = "JOURNAL_LOCAL_POSTGRES_URL"
@@ -275,7 +275,7 @@ def _check_journal(state: State, program: Path) -> None:
 def _local_endpoint(state: State) -> Iterator[None]:
     """What a ``plan --local`` needs of the local APIs: only to be *named* as the endpoints
     (plan makes no call), so nothing is started. The URL is loopback and never contacted."""
-    from journal._provider import services
+    from journal._provider import Endpoint, services
 
     endpoints = {s.name: Endpoint(PLAN_LOCAL_URL) for s in services() if s.local is not None}
     with _pointed_at(state, endpoints):
