@@ -16,7 +16,6 @@ import click
 
 from journal._codec import mask
 from journal._errors import JournalError, RunError, RunInterrupted, UnknownSequenceError
-from journal._provider import Endpoint
 from journal._scaffold import TEMPLATES
 
 from ._commands_common import (
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
     from journal._app import RunSettings
     from journal._dev import DevRun
     from journal._engine import RunResult
+    from journal._provider import Endpoint
     from journal._refresh import RefreshReport
     from journal._runner import ProgramRun
 
@@ -289,7 +289,7 @@ def _check_journal(state: State, program: Path) -> None:
 def _local_endpoint(state: State) -> Iterator[None]:
     """What a ``plan --local`` needs of the local APIs: only to be *named* as the endpoints
     (plan makes no call), so nothing is started. The URL is loopback and never contacted."""
-    from journal._provider import services
+    from journal._provider import Endpoint, services
 
     endpoints = {s.name: Endpoint(PLAN_LOCAL_URL) for s in services() if s.local is not None}
     with _pointed_at(state, endpoints):

@@ -454,12 +454,18 @@ def configure(
 
 def _service_for(name: str | None) -> Service:
     """The installed provider ``name`` that declares credentials (None: the only one)."""
+    from importlib.metadata import entry_points
+
     from journal._provider import services
 
     known = [s for s in services() if s.credentials]
     if name is None:
-        if len(known) == 1:
-            return known[0]
+        # installed packages first (a provider registered only by the program or a test
+        # does not change what a bare `journal configure` means)
+        installed = {ep.name for ep in entry_points(group="journal.providers")}
+        for candidates in ([s for s in known if s.name in installed], known):
+            if len(candidates) == 1:
+                return candidates[0]
         raise UsageError(
             "pass --provider NAME: "
             + (
@@ -565,7 +571,7 @@ def serve(
             for i, service in enumerate(emulators):
                 assert service.local is not None
                 options = LocalOptions(
-                    journal_dir=Path(".journal"),
+                    journal_dir=Path.cwd() / ".journal",
                     postgres_url=postgres_url,
                     postgres_dir=data_dir,
                     host=host,

@@ -368,7 +368,11 @@ def _drifted(folder: _Folder, stream: str, ev: Drifted) -> _Said:
 @_describes(StageBound)
 def _stage_bound(folder: _Folder, stream: str, ev: StageBound) -> _Said:
     target = str(ev.target)
-    return {}, "the stage lives on " + ("the local API" if target == "local" else target), None
+    return (
+        {},
+        "the stage lives on " + ("the local APIs" if target == "local" else "the real APIs"),
+        None,
+    )
 
 
 def records(events: Iterable[_Event], *, show_secrets: bool = False) -> Iterable[HistoryRecord]:
