@@ -20,7 +20,7 @@ The program is a project and ``--databases`` (3) databases. Edits alternate betw
 For each, the time from just before the file is written to the ``reconciled in N ms`` line
 appearing on the dev process's output (measured here), and the ``N`` it prints (measured by the
 dev loop from the file's modification time). For comparison the same edits go through
-``journal._dev.DevLoop`` in this process with the changes handed over directly (no file
+``journal._program.dev.DevLoop`` in this process with the changes handed over directly (no file
 watcher, no process boundary): what the run itself costs.
 
 Target (issue 7): under 300 ms from save to reconciled for a no-op edit.
@@ -58,7 +58,7 @@ from bench_scale import (
     stop_process,
 )
 
-from journal._app import RunSettings
+from journal._program.app import RunSettings
 
 TARGET_NOOP_MS = 300.0
 STAGE = "bench-dev"
@@ -227,7 +227,7 @@ def _destroy_postgres(folder: Path, url: str, env: dict[str, str]) -> None:
 
 def run_in_process(folder: Path, args: argparse.Namespace, edits: Edits) -> dict[str, list[float]]:
     """The same edits through DevLoop in this process, changes handed over directly."""
-    from journal._dev import DevLoop
+    from journal._program.dev import DevLoop
 
     folder.mkdir(parents=True, exist_ok=True)
     program = folder / "alchemy.run.py"

@@ -15,7 +15,7 @@ metadata-only mode (objects in memory, no PostgreSQL work) with zero latency, th
 
 Measured, medians of ``--runs`` fresh journals (no-op and plan ``--noop-repeats`` times each):
 
-* in process: ``journal._runner.run_program`` (what ``journal deploy`` runs) and
+* in process: ``journal._program.runner.run_program`` (what ``journal deploy`` runs) and
   ``journal._ops.destroy_stage``; every run opens the journal like the CLI does. The journal's
   key derivation (Argon2id, default profile) is paid once per process: it is shown apart.
 * end to end: the ``journal`` console script (``deploy``, ``deploy``, ``plan``,
@@ -53,13 +53,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Metric, environment, finish, parse_args, print_header, print_table
 
-from journal._app import RunSettings
 from journal._crypto import clear_kek_cache
 from journal._engine import DEFAULT_CONCURRENCY, RunResult
 from journal._errors import JournalError
 from journal._journal import Journal, KdfParams
 from journal._ops import destroy_stage
-from journal._runner import run_program
+from journal._program.app import RunSettings
+from journal._program.runner import run_program
 
 PASSWORD = "benchmark password"
 STAGE = "bench"

@@ -475,7 +475,7 @@ def misses(f: Figures) -> list[str]:
     if dev is not None and dev >= TARGET_NOOP_MS:
         out.append(
             f"**Dev loop ({dev:.0f} ms).** The watcher debounces 50 ms; each run re-scans "
-            "`sys.modules` twice for the program's own modules (`journal/_runner.py`)."
+            "`sys.modules` twice for the program's own modules (`journal/_program/runner.py`)."
         )
     found = f.table("bench_alchemy", "side by side")
     missed = [r for r in (found[1] if found else []) if r[-1] == "missed"]

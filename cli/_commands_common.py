@@ -61,7 +61,7 @@ class State:
 
     def program_location(self, program: Path) -> str:
         """The journal of a program: ``--journal``, else JOURNAL_URL, else next to it."""
-        from journal._dev import program_journal
+        from journal._program.dev import program_journal
 
         return program_journal(program, self.journal)
 
@@ -110,8 +110,8 @@ class State:
 
     def warn_if_damaged(self, location: str) -> None:
         """For a reading command that opens the journal later (plan): warn now."""
-        from journal._dev import journal_exists
         from journal._journal import Journal
+        from journal._program.dev import journal_exists
 
         if journal_exists(location):
             with Journal.open(location, create=False) as jr:
@@ -289,8 +289,8 @@ def stage_target(
     that contradicts the binding is refused with what to type instead. The first line of
     the command's output says which it is."""
     from journal._binding import LOCAL, REMOTE, describe, stage_binding
-    from journal._dev import journal_exists
     from journal._journal import Journal
+    from journal._program.dev import journal_exists
 
     stage = state.stage_name()
     binding = None
@@ -358,8 +358,8 @@ def bind_stages(location: str, streams: list[str], where: Where) -> None:
     whose binding is inferred from its objects is left so: a no-op deploy writes nothing;
     nor is the default API recorded: it is where an unbound stage goes anyway.)"""
     from journal._binding import REMOTE, record_binding
-    from journal._dev import journal_exists
     from journal._journal import Journal
+    from journal._program.dev import journal_exists
 
     if where.binding is not None or where.target == REMOTE:
         return

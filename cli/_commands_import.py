@@ -141,9 +141,9 @@ def import_alchemy(
     program finds every resource unchanged. Shows what it will import (secrets masked) and
     asks first, unless --yes. The journal is --journal, else $JOURNAL_URL, else
     .journal/journal.db in the Alchemy project's folder."""
-    from journal._dev import journal_exists, program_journal
     from journal._import_alchemy import apply_import, check_free, plan_import
     from journal._journal import Journal
+    from journal._program.dev import journal_exists, program_journal
 
     if not stages and state.stage:
         stages = (state.stage,)

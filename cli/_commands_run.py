@@ -16,7 +16,7 @@ import click
 
 from journal._codec import mask
 from journal._errors import JournalError, RunError, RunInterrupted, UnknownSequenceError
-from journal._scaffold import TEMPLATES
+from journal._program.scaffold import TEMPLATES
 
 from ._commands_common import (
     State,
@@ -42,12 +42,12 @@ from ._output import (
 )
 
 if TYPE_CHECKING:
-    from journal._app import RunSettings
-    from journal._dev import DevRun
     from journal._engine import RunResult
+    from journal._program.app import RunSettings
+    from journal._program.dev import DevRun
+    from journal._program.runner import ProgramRun
     from journal._provider import Endpoint
     from journal._refresh import RefreshReport
-    from journal._runner import ProgramRun
 
 LOCAL_POSTGRES_ENV = "JOURNAL_LOCAL_POSTGRES_URL"
 #: a local API as a plan names it: loopback, never contacted (a plan makes no call)
@@ -87,7 +87,7 @@ def init(state: State, directory: Path, template: str, name: str | None) -> None
 
     Writes alchemy.run.py, .gitignore (ignores .journal/ and .env) and README.md; never
     overwrites a file."""
-    from journal._scaffold import scaffold
+    from journal._program.scaffold import scaffold
 
     written = scaffold(directory, template, app=name)
     for path in written:
@@ -280,7 +280,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def _check_journal(state: State, program: Path) -> None:
     """A wrong password (or a journal this version cannot read) fails before the local API
     or its PostgreSQL is started."""
-    from journal._dev import check_journal
+    from journal._program.dev import check_journal
 
     check_journal(state.program_location(program))
 
@@ -302,7 +302,7 @@ def _project_dir(program: Path) -> Path:
 
 
 def _settings(state: State, program: Path, command: str, concurrency: int | None) -> RunSettings:
-    from journal._app import RunSettings
+    from journal._program.app import RunSettings
 
     return RunSettings(
         command=command,
@@ -345,7 +345,7 @@ def _run(
     """Run the program once and print its results (``as_json``: nothing; the caller prints
     the document). A failure whose message a progress or plan line already showed is raised
     as :class:`AlreadyShown`, so it is not printed twice."""
-    from journal._dev import run_once
+    from journal._program.dev import run_once
 
     settings = _settings(state, program, command, concurrency)
     try:
@@ -399,9 +399,9 @@ def _refresh_stage(
     """Refresh the chosen stage of the journal at ``location`` (the API is set up by the
     caller); a stage not in the journal yet has nothing to read (an error if ``required``)."""
     from journal._credentials import profile_credentials
-    from journal._dev import journal_exists
     from journal._journal import Journal
     from journal._ops import find_app, stage_streams
+    from journal._program.dev import journal_exists
     from journal._refresh import refresh_stage
 
     stage = state.stage_name()
@@ -509,14 +509,14 @@ env_file_option = click.option(
 
 @contextmanager
 def _program_env(program: Path, env_file: Path | None) -> Iterator[None]:
-    from journal._env import program_environment
+    from journal._program.env import program_environment
 
     with program_environment(program, env_file):
         yield
 
 
 def _program(program: Path | None) -> Path:
-    from journal._runner import resolve_program
+    from journal._program.runner import resolve_program
 
     return resolve_program(program)
 
@@ -668,7 +668,7 @@ def dev(
     Uses the local API unless --no-local. A program that fails (a syntax error, an
     exception) is reported and deletes nothing; the next good save converges. Ctrl-C lets a
     run in flight finish, then stops."""
-    from journal._dev import DevLoop
+    from journal._program.dev import DevLoop
 
     path = _program(program)
     location = state.program_location(path)

@@ -247,7 +247,7 @@ def outputs(
         state.out.echo(_one_output(st.stream, st.outputs, name, raw=raw, show=show_secrets))
         return
     if fmt == "env":
-        from journal._env import format_env
+        from journal._program.env import format_env
 
         secret = [k for k, v in st.outputs.items() if shown(v, False) != v]
         if secret and not show_secrets:
@@ -697,8 +697,8 @@ def state_import(
     the remote object is not changed. The next deploy updates it where the program's props
     differ. What it depends on must be recorded already."""
     from journal._credentials import profile_credentials
-    from journal._dev import run_once
     from journal._journal import Journal
+    from journal._program.dev import run_once
     from journal._surgery import capture_planned, import_object, stage_session
 
     from ._commands_common import bind_stages, stage_target

@@ -51,10 +51,10 @@ from ._errors import (
 from ._secret import Secret
 
 if TYPE_CHECKING:
-    from ._app import App, Resource, RunSettings, app
     from ._engine import Change, RunResult
-    from ._env import env
     from ._journal import Event, Journal
+    from ._program.app import App, Resource, RunSettings, app
+    from ._program.env import env
     from ._provider import Context, Provider, register_provider
 
 __version__ = "0.1.0"
@@ -108,13 +108,13 @@ __all__ = [
 ]
 
 _LAZY = {
-    "App": "._app",
-    "Resource": "._app",
-    "RunSettings": "._app",
-    "app": "._app",
+    "App": "._program.app",
+    "Resource": "._program.app",
+    "RunSettings": "._program.app",
+    "app": "._program.app",
     "Change": "._engine",
     "RunResult": "._engine",
-    "env": "._env",
+    "env": "._program.env",
     "Event": "._journal",
     "Journal": "._journal",
     "Context": "._provider",

@@ -62,7 +62,7 @@ class _Event(Protocol):
 
 
 def _check(kind: str, value: str) -> str:
-    from ._app import check_name
+    from ._program.app import check_name
 
     return check_name(kind, value)
 

@@ -91,7 +91,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._alchemy_state import AlchemyRecord, AlchemyStateError
-from ._app import Resource
 from ._errors import (
     ApiError,
     AuthenticationError,
@@ -108,6 +107,7 @@ from ._errors import (
     ValidationError,
 )
 from ._import_alchemy import Linker, Mapped, register_alchemy_kind
+from ._program.app import Resource
 from ._provider import (
     Context,
     Credential,

@@ -47,12 +47,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ._app import Resource, RunSettings, app, run_settings
 from ._engine import RunResult
 from ._errors import NotFoundError
 from ._events import make_event
 from ._journal import Journal
 from ._ops import destroy_stage, rollback_stage
+from ._program.app import Resource, RunSettings, app, run_settings
 from ._projection import ResourceState, load_state, stream_name
 from ._provider import Context, Endpoint, Provider, close_shared, get_provider, make_context
 

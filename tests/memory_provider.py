@@ -15,8 +15,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from journal._app import Resource
 from journal._errors import ProviderError, ValidationError
+from journal._program.app import Resource
 from journal._provider import Context, Provider, register_provider
 
 

@@ -12,10 +12,10 @@ import memory_provider as mp
 import pytest
 from click.testing import CliRunner
 
-from journal._app import RunSettings
-from journal._dev import DevLoop, DevRun, watch_changes
 from journal._errors import ProgramError
 from journal._journal import Journal
+from journal._program.app import RunSettings
+from journal._program.dev import DevLoop, DevRun, watch_changes
 from journal._projection import load_state
 from journal.cli import cli
 

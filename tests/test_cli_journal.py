@@ -25,7 +25,7 @@ TOKEN = "prsc_configured-token-value"
 
 PROGRAM = """
 import journal
-from journal._app import _SETTINGS
+from journal._program.app import _SETTINGS
 from memory_provider import Thing
 
 with journal.app("demo") as app:

@@ -16,7 +16,7 @@ import pytest
 from cli_harness import make_project, run, write
 from dotenv import dotenv_values
 
-from journal._env import format_env
+from journal._program.env import format_env
 
 SCHEMA = Path(__file__).resolve().parent.parent / "docs" / "schemas" / "run.schema.json"
 SECRET = "s3cr3t-'quote' $HOME \\back"
@@ -233,12 +233,12 @@ def test_verbose_shows_the_programs_traceback(
 def test_verbose_shows_an_internal_errors_traceback(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import journal._dev
+    import journal._program.dev
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise KeyError("internal")
 
-    monkeypatch.setattr(journal._dev, "run_once", broken)
+    monkeypatch.setattr(journal._program.dev, "run_once", broken)
     quiet = run("deploy", code=1)
     assert quiet.stderr.strip().splitlines()[-1] == (
         "error: internal error: KeyError: 'internal' (-v or JOURNAL_DEBUG=1 for the traceback)"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from journal._credentials import credentials_at, store_credential
-from journal._dev import check_journal
 from journal._errors import MissingPasswordError, NotAJournalError, UsageError, WrongPasswordError
 from journal._journal import Journal
+from journal._program.dev import check_journal
 
 
 def test_no_journal_holds_no_credentials_and_creates_nothing(journal_path: Path) -> None:

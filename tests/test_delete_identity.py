@@ -23,10 +23,10 @@ import pytest
 from click.testing import CliRunner
 
 import journal
-from journal._app import RunSettings, run_settings
 from journal._events import make_event
 from journal._journal import Journal
 from journal._ops import destroy_stage
+from journal._program.app import RunSettings, run_settings
 from journal._projection import load_state
 from journal._secret import Secret
 from journal.cli import cli

@@ -16,8 +16,8 @@ import pytest
 from memory_provider import Thing
 
 import journal
-from journal._app import RunSettings, run_settings
 from journal._journal import Journal
+from journal._program.app import RunSettings, run_settings
 from journal._projection import load_state, rebuild_and_check
 
 

@@ -30,9 +30,9 @@ from typing import Any
 import pytest
 
 import journal
-from journal._app import RunSettings, run_settings
 from journal._journal import Journal
 from journal._ops import destroy_stage
+from journal._program.app import RunSettings, run_settings
 from journal._projection import load_state
 from journal.resources.prisma_postgres import Connection, Database, Project
 from journal.resources.prisma_postgres import _client as client_module

@@ -11,11 +11,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from journal._app import RunSettings
 from journal._journal import Journal
 from journal._ops import destroy_stage
+from journal._program.app import RunSettings
+from journal._program.runner import ProgramRun, run_program
 from journal._projection import load_state
-from journal._runner import ProgramRun, run_program
 from journal._secret import Secret
 from journal.resources.prisma_postgres.local import Faults, LocalPrismaApi
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 import journal
-from journal._app import RunSettings, run_settings
+from journal._program.app import RunSettings, run_settings
 from journal.resources.prisma_postgres import Connection, Database, Project
 from journal.resources.prisma_postgres.local import LocalPrismaApi
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 import journal
-from journal._app import RunSettings, run_settings
 from journal._engine import RunResult
 from journal._journal import Journal
 from journal._ops import destroy_stage, rollback_stage
+from journal._program.app import RunSettings, run_settings
 from journal._projection import load_state
 from journal.provider import Endpoint, Ref, Resource, Secret
 from journal.testing import ProviderContract

@@ -153,7 +153,7 @@ CHILD = textwrap.dedent(
 
     def once(kind, location, stage, phase, n, gen, timeout):
         import journal
-        from journal._app import RunSettings, run_settings
+        from journal._program.app import RunSettings, run_settings
         from journal._journal import Journal
         from journal._ops import destroy_stage
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from journal._runner import _drop_local_modules, _is_local, local_modules
+from journal._program.runner import _drop_local_modules, _is_local, local_modules
 
 
 @pytest.fixture

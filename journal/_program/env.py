@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from ._errors import ProgramError, UsageError
-from ._secret import Secret
+from .._errors import ProgramError, UsageError
+from .._secret import Secret
 
 __all__ = ["ENV_FILE", "env", "format_env", "load_env_file", "program_environment"]
 

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
-from . import _settings
-from ._engine import Desired, Ref, Reporter, Run, RunResult
-from ._errors import ProgramError, RunError, RunInterrupted, ValidationError
-from ._provider import Endpoint, get_provider
-from ._refs import tag_output, to_refs
-from ._secret import Secret
+from .. import _settings
+from .._engine import Desired, Ref, Reporter, Run, RunResult
+from .._errors import ProgramError, RunError, RunInterrupted, ValidationError
+from .._provider import Endpoint, get_provider
+from .._refs import tag_output, to_refs
+from .._secret import Secret
 
 __all__ = ["App", "Resource", "RunSettings", "app", "current_app", "run_settings"]
 
@@ -135,7 +135,7 @@ class App:
         return self._run
 
     def __enter__(self) -> App:
-        from ._journal import Journal
+        from .._journal import Journal
 
         settings = _SETTINGS.get() or RunSettings()
         stage = settings.stage or self._stage or _settings.stage()

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from ._app import RunSettings, run_settings
-from ._engine import RunResult
-from ._errors import JournalError, ProgramError
+from .._engine import RunResult
+from .._errors import JournalError, ProgramError
+from .app import RunSettings, run_settings
 
 __all__ = ["DEFAULT_PROGRAM", "ProgramRun", "program_hash", "resolve_program", "run_program"]
 

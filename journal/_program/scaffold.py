@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ._errors import UsageError
+from .._errors import UsageError
 
 __all__ = ["TEMPLATES", "Template", "app_name_for", "scaffold"]
 
@@ -177,7 +177,7 @@ def scaffold(directory: Path, template: str = "minimal", *, app: str | None = No
     """Write a new project into ``directory`` (created if missing); return the files written.
 
     Raises UsageError, writing nothing, for an unknown template or if a file exists."""
-    from ._app import check_name
+    from .app import check_name
 
     chosen = TEMPLATES.get(template)
     if chosen is None:

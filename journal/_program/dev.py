@@ -30,18 +30,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from ._app import RunSettings
-from ._chain import first_damage, refusal
-from ._engine import RunResult
-from ._errors import (
+from .._chain import first_damage, refusal
+from .._engine import RunResult
+from .._errors import (
     IntegrityError,
     JournalError,
     MissingPasswordError,
     PasswordError,
     UnsupportedJournalError,
 )
-from ._runner import ProgramRun, local_modules, resolve_program, run_program
-from ._settings import journal_location, password_from_env
+from .._settings import journal_location, password_from_env
+from .app import RunSettings
+from .runner import ProgramRun, local_modules, resolve_program, run_program
 
 __all__ = [
     "DEBOUNCE_MS",
@@ -73,7 +73,7 @@ def program_journal(program: Path, explicit: str | None = None) -> str:
 
 def journal_exists(location: str | os.PathLike[str] | None) -> bool:
     """True when a journal is there (reads its metadata only; writes nothing)."""
-    from ._store import open_store
+    from .._store import open_store
 
     store = open_store(location)
     try:
@@ -87,8 +87,8 @@ def check_journal(location: str | os.PathLike[str] | None, password: str | None 
     journal cannot be opened: a wrong or missing password, a journal of a newer version.
     Opens an existing journal and closes it (its key derivation is cached for the run);
     creates nothing."""
-    from ._errors import NoJournalError
-    from ._journal import Journal, _resolve_password
+    from .._errors import NoJournalError
+    from .._journal import Journal, _resolve_password
 
     try:  # one opening of the store: no separate look for the journal first
         Journal.open(location, password=password, create=False).close()
@@ -130,9 +130,9 @@ def run_once(
 
     The profile's stored credentials are loaded into ``settings.credentials`` unless it has
     some already. A ``plan`` of a project without a journal runs against an empty state and
-    creates nothing. Raises like :func:`journal._runner.run_program`; the results of the
+    creates nothing. Raises like :func:`journal._program.runner.run_program`; the results of the
     runs that did finish are in ``settings.results``."""
-    from ._credentials import credentials_at
+    from .._credentials import credentials_at
 
     path = resolve_program(program)
     if not settings.credentials:
@@ -416,7 +416,7 @@ class DevLoop:
             raise KeyboardInterrupt
 
     def _abandon(self, done: threading.Event, box: list[DevRun | BaseException]) -> None:
-        from ._interrupt import interruption
+        from .._interrupt import interruption
 
         self.abandoned = True
         self.on_message(
