@@ -320,6 +320,9 @@ class WorkerSettings:
 class ScriptSubdomain:
     enabled: bool
     previews_enabled: bool | None = None
+    #: the script's address when the API tells it (the local API does; Cloudflare does not:
+    #: there it is ``workers_dev_url(script, account subdomain)``)
+    url: str | None = None
 
 
 def workers_dev_url(script: str, subdomain: str) -> str:
@@ -448,6 +451,7 @@ def _parse_subdomain(raw: object) -> ScriptSubdomain:
     return ScriptSubdomain(
         enabled=obj.get("enabled") is True,
         previews_enabled=previews if isinstance(previews, bool) else None,
+        url=_opt_str(obj, "url"),
     )
 
 
