@@ -183,7 +183,8 @@ def test_the_complete_example_runs_locally_end_to_end(project: Path) -> None:
     assert journal_files, "the journal is there"
     assert password.encode() not in journal_files
     assert password.encode() not in tree_bytes(project / ".journal" / "build")
-    assert password.encode() not in (project / ".journal" / "cloudflare" / "state.json").read_bytes()
+    state_file = project / ".journal" / "cloudflare" / "state.json"
+    assert password.encode() not in state_file.read_bytes()
 
 
 def test_destroy_stops_the_local_worker_process(

@@ -430,6 +430,7 @@ class Hyperdrive(Resource[HyperdriveOutputs]):
         mtls: Mapping[str, Any] | None = None,
         origin_connection_limit: int | None = None,
         adopt: bool = False,
+        delete: bool = True,
         api_token: str | Secret | None = None,
         account_id: str | None = None,
     ) -> None:
@@ -437,8 +438,7 @@ class Hyperdrive(Resource[HyperdriveOutputs]):
             origin = Secret(origin)  # a connection string holds a password: never shown
         elif isinstance(origin, Mapping):
             origin = {
-                k: Secret(v) if k == "password" and type(v) is str else v
-                for k, v in origin.items()
+                k: Secret(v) if k == "password" and type(v) is str else v for k, v in origin.items()
             }
         super().__init__(
             id,
@@ -450,6 +450,7 @@ class Hyperdrive(Resource[HyperdriveOutputs]):
                 "origin_connection_limit": origin_connection_limit,
             },
             adopt=adopt,
+            delete=delete,
             credentials={"api_token": api_token, "account_id": account_id},
         )
 
@@ -508,9 +509,7 @@ def _bundle(props: WorkerProps, ctx: Context) -> Any:
     entry = Path(props.entrypoint)
     out_dir = _build_dir(entry, props.name)
     try:
-        return ctx.shared(
-            f"cloudflare:bundle:{out_dir}", lambda: bundle_worker(entry, out_dir)
-        )
+        return ctx.shared(f"cloudflare:bundle:{out_dir}", lambda: bundle_worker(entry, out_dir))
     except Exception as exc:
         ctx.cache.pop(f"cloudflare:bundle:{out_dir}", None)
         if isinstance(exc, ProviderError | ValidationError):
@@ -649,9 +648,11 @@ class WorkerProvider(_Cloudflare, Provider[WorkerProps, WorkerOutputs]):
         if not client.script_exists(name):
             return None
         sub = client.get_script_subdomain(name)
-        url = (sub.url or api.workers_dev_url(name, client.get_account_subdomain())) if (
-            sub.enabled
-        ) else None
+        url = (
+            (sub.url or api.workers_dev_url(name, client.get_account_subdomain()))
+            if (sub.enabled)
+            else None
+        )
         return WorkerOutputs(name, name, url)
 
     def find(
@@ -688,6 +689,7 @@ class Worker(Resource[WorkerOutputs]):
         url: bool = True,
         name: str | None = None,
         adopt: bool = False,
+        delete: bool = True,
         api_token: str | Secret | None = None,
         account_id: str | None = None,
     ) -> None:
@@ -721,6 +723,7 @@ class Worker(Resource[WorkerOutputs]):
                 "url": url,
             },
             adopt=adopt,
+            delete=delete,
             credentials={"api_token": api_token, "account_id": account_id},
         )
 
