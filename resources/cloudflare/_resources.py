@@ -226,9 +226,10 @@ def _origin_from_mapping(value: Mapping[str, Any], resource: str | None) -> Any:
 
 
 def _origin_hash(origin: api.Origin, sslmode: str | None, name: str) -> str:
-    """A keyed digest of the whole origin (password included): changes with it, shows
-    nothing of it. Keyed by the password itself with the config's name, so that it is no
-    plain hash of the password that could be looked up."""
+    """A digest of the whole origin (password included), keyed with a key derived from the
+    password and salted with the config's name: it changes with any part of the origin and
+    shows none of it (no unsalted hash of a password to look up). It lives, like the origin,
+    only inside the encrypted journal; plans and history show that it changed."""
     assert origin.password is not None
     canonical = json.dumps({**origin.to_json(), "sslmode": sslmode}, sort_keys=True)
     key = hashlib.blake2b(
