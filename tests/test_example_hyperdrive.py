@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from _cloudflare import PG_URL, example_project, gone, tools, tree_bytes
+from _cloudflare import EXAMPLE, PG_URL, example_project, gone, tools, tree_bytes
 from cli_harness import run
 from psycopg import sql
 
@@ -209,3 +209,26 @@ def test_destroy_stops_the_local_worker_process(
             assert serve.poll() is None, "the local API serves on"
     finally:
         _drop(origin["database"])
+
+
+def test_init_scaffolds_the_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``journal init --template hyperdrive-worker``: the example's program (under the
+    folder's app name) and a Worker that bundles, with ``pg``, as the example's does."""
+    from journal.resources.cloudflare._bundle import bundle_worker
+
+    monkeypatch.setenv("JOURNAL_STAGE", "dev")
+    folder = tmp_path / "my-worker"
+    result = run("init", str(folder), "--template", "hyperdrive-worker", code=0)
+    for name in ("alchemy.run.py", "src/worker.ts", "package.json", ".gitignore"):
+        assert str(folder / name) in result.stdout
+    example = (EXAMPLE / "alchemy.run.py").read_text()
+    program = (folder / "alchemy.run.py").read_text()
+    body = example[example.index("with journal.app") :].replace(
+        '"prisma-postgres-example"', '"my-worker"'
+    )
+    assert program.endswith(body)
+    assert json.loads((folder / "package.json").read_text()) == json.loads(
+        (EXAMPLE / "package.json").read_text()
+    )
+    bundle = bundle_worker(folder / "src" / "worker.ts", tmp_path / "out", tools=tools())
+    assert b"pg_tables" in bundle.modules[0].read()

@@ -1,7 +1,7 @@
 """A synchronous client for Cloudflare's REST API v4: Hyperdrive configs, Worker scripts, the
 workers.dev subdomain, accounts.
 
-``CloudflareClient`` speaks through the project's HTTP layer (``journal._http``): retries with
+``CloudflareClient`` speaks through the project's HTTP layer (``journal.provider``): retries with
 backoff and jitter or the server's ``Retry-After``, a POST retried only when it was never
 sent (or answered 429/503), every failure mapped onto the project's errors. What is
 Cloudflare's own lives here:
@@ -45,16 +45,19 @@ from typing import Any, Final, TypeVar
 
 import httpx
 
-from journal._errors import ApiError, MissingCredentialsError, NotFoundError, ProviderError
-from journal._http import (
+from journal.provider import (
     ApiClient,
+    ApiError,
     ErrorDetail,
     HttpClient,
+    MissingCredentialsError,
+    NotFoundError,
+    ProviderError,
+    Secret,
     default_http_client,
     paginate_pages,
     segment,
 )
-from journal._secret import Secret
 
 __all__ = [
     "ACCOUNT_ENV",

@@ -7,7 +7,7 @@ API's JSON into frozen dataclasses. It is the only place where this provider spe
   sent as ``Authorization: Bearer <token>``. A missing token is reported at the first request,
   not at construction, so a client can be built before the environment is complete. The token
   never appears in an error message, a log line or a ``repr``.
-- **Errors and retries** follow the project's HTTP layer (``journal._http``): 401/403
+- **Errors and retries** follow the project's HTTP layer (``journal.provider``): 401/403
   ``AuthenticationError``, 404 ``NotFoundError``, 429 ``RateLimitedError``, 5xx
   ``ServerError``, other 4xx ``RequestError``, every httpx failure ``TransportError``; each
   message names the method and the path (never the query string) and carries the API's
