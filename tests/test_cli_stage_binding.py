@@ -63,7 +63,7 @@ def test_init_deploy_local_then_every_command_without_flags(folder: Path) -> Non
 
     first = run("deploy", "--local", code=0)
     assert first.stderr.splitlines()[0] == (
-        "stage bob: not deployed yet; deploying to the local API, where the stage will stay"
+        "stage bob: not deployed yet; deploying to the local APIs, where the stage will stay"
     )
     assert "3 created" in first.stdout
     bound = [json.loads(x) for x in run("history", "--json", code=0).stdout.splitlines()]
@@ -73,13 +73,13 @@ def test_init_deploy_local_then_every_command_without_flags(folder: Path) -> Non
     after_first = max(r["seq"] for r in bound)
 
     planned = run("plan", code=0)
-    assert planned.stderr.splitlines()[0].startswith("stage bob lives on the local API (bound:")
+    assert planned.stderr.splitlines()[0].startswith("stage bob lives on the local APIs (bound:")
     assert "plan: 3 unchanged" in planned.stdout
     assert "3 unchanged" in run("deploy", code=0).stdout
 
     # the other way round is refused, saying what to type
     refused = run("deploy", "--no-local", code=2)
-    assert "stage 'bob' lives on the local API (bound at its first deploy)" in refused.stderr
+    assert "stage 'bob' lives on the local APIs (bound at its first deploy)" in refused.stderr
     assert "Run `journal deploy` without --no-local" in refused.stderr
     assert "`journal deploy --no-local --stage bob-real`" in refused.stderr
 
@@ -106,7 +106,7 @@ def test_dev_has_its_own_stage_and_later_commands_follow_it(folder: Path) -> Non
     os.chdir(folder / "app")
     dev = run("dev", "--once", code=0)
     assert dev.stderr.splitlines()[0] == (
-        "stage dev-bob: not deployed yet; deploying to the local API, where the stage will stay"
+        "stage dev-bob: not deployed yet; deploying to the local APIs, where the stage will stay"
     )
     assert "app/dev-bob: deploy succeeded" in dev.stdout
     # the default stage is another one: a real deploy of it is not the dev loop's
