@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 from ._codec import diff, encode, mask
@@ -131,6 +132,7 @@ class Run:
         extra: Mapping[str, Any] | None = None,
         credentials: Mapping[str, Secret] | None = None,
         endpoints: Mapping[str, Endpoint] | None = None,
+        watch: Callable[[Iterable[Path]], None] | None = None,
     ) -> None:
         self.journal = journal
         self.app = app
@@ -148,6 +150,8 @@ class Run:
         self.credentials = dict(credentials or {})
         #: providers' endpoints for this run (an emulator's under ``--local``), by service
         self.endpoints = dict(endpoints or {})
+        #: where providers report files to watch (``Context.watch``; ``journal dev``)
+        self.watch = watch
         self.run_id = uuid.uuid4().hex[:16]
         self.state = StreamState(stream=self.stream)
         self._state_lock = threading.Lock()
@@ -465,6 +469,7 @@ class Run:
             offline=self.plan_only,
             cache=self._cache,
             cache_lock=self._cache_lock,
+            watch=self.watch,
         )
 
     def _resolve(self, d: Desired) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -26,7 +26,7 @@ import os
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -181,6 +181,16 @@ class Context:
     #: shared per-run objects (HTTP clients ...) keyed by the provider
     cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     cache_lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+    #: where ``watch`` reports files (``journal dev`` re-runs when they change); None: nowhere
+    watch_sink: Callable[[Iterable[Path]], None] | None = field(
+        default=None, compare=False, repr=False
+    )
+
+    def watch(self, paths: Iterable[str | os.PathLike[str]]) -> None:
+        """Files besides the program's modules that this resource is built from (a Worker's
+        sources): ``journal dev`` re-runs the program when one of them changes."""
+        if self.watch_sink is not None:
+            self.watch_sink([Path(p) for p in paths])
 
     @property
     def default_name(self) -> str:
@@ -220,6 +230,7 @@ def make_context(
     cache: dict[str, Any] | None = None,
     cache_lock: threading.Lock | None = None,
     environ: Mapping[str, str] | None = None,
+    watch: Callable[[Iterable[Path]], None] | None = None,
 ) -> Context:
     """The context of a call on a resource of ``type_name``: its service's credentials
     resolved (``overrides`` by credential name, then the environment, then the endpoint's,
@@ -260,6 +271,7 @@ def make_context(
         offline=offline,
         cache=cache if cache is not None else {},
         cache_lock=cache_lock if cache_lock is not None else threading.Lock(),
+        watch_sink=watch,
     )
 
 

@@ -130,6 +130,7 @@ from ._secret import MASK, Secret
 if TYPE_CHECKING:
     from ._http import (
         ApiClient,
+        ErrorDetail,
         HttpClient,
         Page,
         default_http_client,
@@ -144,6 +145,7 @@ if TYPE_CHECKING:
 _HTTP_NAMES = frozenset(
     {
         "ApiClient",
+        "ErrorDetail",
         "HttpClient",
         "Page",
         "default_http_client",
@@ -177,6 +179,7 @@ __all__ = [
     "Credential",
     "Emulator",
     "Endpoint",
+    "ErrorDetail",
     "Handle",
     "HttpClient",
     "JournalError",

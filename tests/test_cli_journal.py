@@ -64,7 +64,7 @@ def run(*args: str, code: int = 0, **kw: Any) -> Result:
 def test_configure_stores_the_token_encrypted_and_runs_get_it(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stored = run("configure", input=TOKEN + "\n")
+    stored = run("configure", "--provider", "prisma-postgres", input=TOKEN + "\n")
     assert "stored PRISMA_SERVICE_TOKEN (prisma-postgres) for profile 'default'" in stored.stdout
     db = project / ".journal" / "journal.db"
     assert TOKEN.encode() not in db.read_bytes()
@@ -81,14 +81,27 @@ def test_configure_stores_the_token_encrypted_and_runs_get_it(
     assert outputs["credential_names"] == ["PRISMA_SERVICE_TOKEN"]
 
     monkeypatch.setenv("WORKSPACE_B_TOKEN", "prsc_other")
-    run("configure", "--profile", "b", "--from-env", "WORKSPACE_B_TOKEN")
+    run(
+        "configure",
+        "--provider",
+        "prisma-postgres",
+        "--profile",
+        "b",
+        "--from-env",
+        "WORKSPACE_B_TOKEN",
+    )
     assert credentials_at(str(db), "b")["PRISMA_SERVICE_TOKEN"].unencrypted == "prsc_other"
     assert credentials_at(str(db), None)["PRISMA_SERVICE_TOKEN"].unencrypted == TOKEN
 
     missing = run("deploy", "--profile", "nope", code=2)
     assert "no credentials stored for profile 'nope'" in missing.stderr
-    assert "no value for PRISMA_SERVICE_TOKEN" in run("configure", input="\n", code=2).stderr
-    unset = run("configure", "--from-env", "UNSET_VARIABLE_X", code=2)
+    assert (
+        "no value for PRISMA_SERVICE_TOKEN"
+        in run("configure", "--provider", "prisma-postgres", input="\n", code=2).stderr
+    )
+    unset = run(
+        "configure", "--provider", "prisma-postgres", "--from-env", "UNSET_VARIABLE_X", code=2
+    )
     assert "UNSET_VARIABLE_X is not set or empty" in unset.stderr
 
 
@@ -273,12 +286,23 @@ def test_local_serve_prints_its_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "journal.cli"]
     args = ["local", "serve", "--port", "0", "--data-dir", str(tmp_path / "pg"), "--stop-postgres"]
     proc = subprocess.Popen(
-        [*command, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*command, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
     )
     try:
-        first = proc.stdout.readline() if proc.stdout else ""
-        found = re.search(r"local Prisma Management API at (http://127\.0\.0\.1:\d+)", first)
-        assert found, first
+        lines = []
+        found = None
+        while found is None and proc.stdout is not None:  # every provider's API has a line
+            lines.append(proc.stdout.readline())
+            if not lines[-1]:
+                break
+            found = re.search(
+                r"local Prisma Management API at (http://127\.0\.0\.1:\d+)", lines[-1]
+            )
+        assert found, lines
         with urllib.request.urlopen(found.group(1) + "/health", timeout=10) as answer:
             health = json.loads(answer.read())
             assert health["status"] == "ok"

@@ -524,7 +524,7 @@ def deployed(
         request.addfinalizer(lambda: Raw("", "public").sql(f"DROP SCHEMA {schema} CASCADE"))
         raw = Raw("", schema)
     cli("deploy")
-    cli("configure", input="prsc_token\n")
+    cli("configure", "--provider", "prisma-postgres", input="prsc_token\n")
     assert raw.sql("SELECT max(seq) FROM events") == [(6,)]
     assert raw.sql("SELECT stream, seq FROM snapshots") == [("demo/dev", 5)]
     return raw
@@ -622,7 +622,7 @@ def test_deploy_refuses_and_show_warns(deployed: Raw, case: str) -> None:
         ["destroy", "--yes"],
         ["rollback", "1", "--yes"],
         ["rekey"],
-        ["configure", "--from-env", "JOURNAL_NEW_PASSWORD"],
+        ["configure", "--provider", "prisma-postgres", "--from-env", "JOURNAL_NEW_PASSWORD"],
         ["dev", "--once", "--no-local"],
     ],
 )

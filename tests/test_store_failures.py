@@ -76,9 +76,26 @@ def test_verify_expect_head_on_a_missing_journal_reports_lost_history(project: P
 def test_configure_refuses_a_file_that_is_not_a_journal(project: Path) -> None:
     _journal(project).parent.mkdir()
     _journal(project).write_bytes(b"some notes, not a journal\n" * 20)
-    result = run("configure", "--from-env", "TOKEN", code=2, env={"TOKEN": "t0ken-value"})
+    result = run(
+        "configure",
+        "--provider",
+        "prisma-postgres",
+        "--from-env",
+        "TOKEN",
+        code=2,
+        env={"TOKEN": "t0ken-value"},
+    )
     assert "is not a journal" in result.stderr
-    run("configure", "--from-env", "TOKEN", "--new", code=0, env={"TOKEN": "t0ken-value"})
+    run(
+        "configure",
+        "--provider",
+        "prisma-postgres",
+        "--from-env",
+        "TOKEN",
+        "--new",
+        code=0,
+        env={"TOKEN": "t0ken-value"},
+    )
     (aside,) = _journal(project).parent.glob("journal.db.replaced-*")
     assert aside.read_bytes() == b"some notes, not a journal\n" * 20
 

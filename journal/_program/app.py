@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -69,6 +70,8 @@ class RunSettings:
     #: where providers' calls go instead of their default API (service name -> Endpoint):
     #: the local emulators under ``--local``
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    #: files providers build resources from (``Context.watch``): ``journal dev`` watches them
+    watched: list[Path] = field(default_factory=list)
     results: list[RunResult] = field(default_factory=list)
     apps: list[tuple[str, str]] = field(default_factory=list)
 
@@ -162,6 +165,7 @@ class App:
                 program_hash=settings.program_hash,
                 credentials=settings.credentials,
                 endpoints=settings.endpoints,
+                watch=settings.watched.extend,
             )
             run.begin()
         except BaseException:

@@ -160,14 +160,15 @@ ChangeSource = Callable[[Path, threading.Event], Iterable[set[Path]]]
 
 
 def _watch_filter(_change: Any, path: str) -> bool:
-    p = Path(path)
-    return p.suffix == ".py" and not (_IGNORED_DIRS & set(p.parts))
+    # any file: which ones re-run the program is the loop's choice (``DevLoop.relevant``:
+    # the program's modules and the files its resources are built from, ``Context.watch``)
+    return not (_IGNORED_DIRS & set(Path(path).parts))
 
 
 def watch_changes(
     root: Path, stop: threading.Event, *, debounce_ms: int = DEBOUNCE_MS
 ) -> Iterator[set[Path]]:
-    """Batches of changed ``.py`` files under ``root`` (``watchfiles``, debounced).
+    """Batches of changed files under ``root`` (``watchfiles``, debounced).
 
     Watching starts at once, in a background thread, so a save made while a run is in flight
     is not lost: it is the next batch (batches that piled up are merged into one)."""
@@ -443,6 +444,8 @@ class DevLoop:
         finished = time.time()
         duration = (time.monotonic() - started) * 1000.0
         modules = program_run.modules if program_run is not None else local_modules(self.root)
+        # files the resources are built from (a Worker's sources: ``Context.watch``)
+        modules = [*modules, *(p.resolve() for p in settings.watched)]
         if error is None:
             self._watched = {self.program, *modules}
         else:

@@ -25,6 +25,8 @@ class Template:
     name: str
     summary: str
     program: str
+    #: more files of the project (path -> text), written as they are
+    files: tuple[tuple[str, str], ...] = ()
 
 
 _MINIMAL = '''\
@@ -101,6 +103,80 @@ with journal.app("{app}") as app:
     )
 '''
 
+_HYPERDRIVE_WORKER = '''\
+"""{app}: the guide's complete example: a Prisma Postgres database behind Cloudflare
+Hyperdrive, queried by a Worker (src/worker.ts) bound to it as HYPERDRIVE.
+
+    journal deploy --local        # PostgreSQL, both APIs and the Worker (workerd), all local
+    journal local serve           # serves the deployed Worker again; then:
+    curl "$(journal outputs url --raw)"
+
+workerd, esbuild and the Worker's `pg` come from npm (Node.js and npm are needed), installed
+once into journal's cache.
+"""
+
+import journal
+from journal.resources.cloudflare import Hyperdrive, Worker
+from journal.resources.prisma_postgres import Connection, Database, Project
+
+with journal.app("{app}") as app:
+    project = Project("project")
+
+    database = Database("database", project=project, region="us-east-1")
+
+    connection = Connection("connection", database=database, name="connection")
+
+    db = Hyperdrive("prisma-postgres", origin=connection.connection_string)
+
+    worker = Worker(
+        "worker",
+        entrypoint="src/worker.ts",
+        bindings={{"HYPERDRIVE": db}},
+        compatibility_flags=["nodejs_compat"],
+    )
+
+    app.export(url=worker.url)
+'''
+
+_WORKER_TS = """\
+import { Client } from "pg";
+
+interface Env {
+  HYPERDRIVE: { connectionString: string };
+}
+
+export default {
+  async fetch(_request: Request, env: Env): Promise<Response> {
+    const client = new Client({
+      connectionString: env.HYPERDRIVE.connectionString,
+    });
+
+    try {
+      await client.connect();
+      const result = await client.query("SELECT * FROM pg_tables");
+
+      return Response.json({
+        success: true,
+        result: result.rows,
+      });
+    } catch (error: any) {
+      return new Response(`Database error: ${error.message}`, { status: 500 });
+    }
+  },
+};
+"""
+
+_PACKAGE_JSON = """\
+{
+  "name": "hyperdrive-worker",
+  "private": true,
+  "type": "module",
+  "dependencies": {
+    "pg": "8.23.1"
+  }
+}
+"""
+
 TEMPLATES: Final = {
     t.name: t
     for t in (
@@ -115,6 +191,13 @@ TEMPLATES: Final = {
             "a per-stage environment without delete protection",
             _EPHEMERAL,
         ),
+        Template(
+            "hyperdrive-worker",
+            "a database behind Cloudflare Hyperdrive, queried by a Worker (the guide's "
+            "complete example)",
+            _HYPERDRIVE_WORKER,
+            files=(("src/worker.ts", _WORKER_TS), ("package.json", _PACKAGE_JSON)),
+        ),
     )
 }
 
@@ -124,6 +207,7 @@ _GITIGNORE = """\
 # tokens and passwords
 .env
 __pycache__/
+node_modules/
 """
 
 _README = """\
@@ -189,6 +273,7 @@ def scaffold(directory: Path, template: str = "minimal", *, app: str | None = No
         "alchemy.run.py": chosen.program.format(app=name),
         ".gitignore": _GITIGNORE,
         "README.md": _README.format(app=name, template=chosen.name, summary=chosen.summary),
+        **dict(chosen.files),
     }
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory} exists and is not a folder")
@@ -202,6 +287,7 @@ def scaffold(directory: Path, template: str = "minimal", *, app: str | None = No
     written = []
     for fname, text in files.items():
         path = directory / fname
+        path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("x", encoding="utf-8") as fh:  # "x": never overwrite
             fh.write(text)
         written.append(path)

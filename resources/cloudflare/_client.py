@@ -1,7 +1,7 @@
 """A synchronous client for Cloudflare's REST API v4: Hyperdrive configs, Worker scripts, the
 workers.dev subdomain, accounts.
 
-``CloudflareClient`` speaks through the project's HTTP layer (``journal._http``): retries with
+``CloudflareClient`` speaks through the project's HTTP layer (``journal.provider``): retries with
 backoff and jitter or the server's ``Retry-After``, a POST retried only when it was never
 sent (or answered 429/503), every failure mapped onto the project's errors. What is
 Cloudflare's own lives here:
@@ -45,16 +45,19 @@ from typing import Any, Final, TypeVar
 
 import httpx
 
-from journal._errors import ApiError, MissingCredentialsError, NotFoundError, ProviderError
-from journal._http import (
+from journal.provider import (
     ApiClient,
+    ApiError,
     ErrorDetail,
     HttpClient,
+    MissingCredentialsError,
+    NotFoundError,
+    ProviderError,
+    Secret,
     default_http_client,
     paginate_pages,
     segment,
 )
-from journal._secret import Secret
 
 __all__ = [
     "ACCOUNT_ENV",
@@ -320,6 +323,9 @@ class WorkerSettings:
 class ScriptSubdomain:
     enabled: bool
     previews_enabled: bool | None = None
+    #: the script's address when the API tells it (the local API does; Cloudflare does not:
+    #: there it is ``workers_dev_url(script, account subdomain)``)
+    url: str | None = None
 
 
 def workers_dev_url(script: str, subdomain: str) -> str:
@@ -448,6 +454,7 @@ def _parse_subdomain(raw: object) -> ScriptSubdomain:
     return ScriptSubdomain(
         enabled=obj.get("enabled") is True,
         previews_enabled=previews if isinstance(previews, bool) else None,
+        url=_opt_str(obj, "url"),
     )
 
 
