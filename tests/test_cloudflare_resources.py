@@ -14,8 +14,8 @@ import pytest
 from test_cloudflare_client import ACCOUNT, Api, fail, hyperdrive_json, ok
 
 from journal import RunError
-from journal._app import RunSettings, app, run_settings
 from journal._journal import Journal
+from journal._program.app import RunSettings, app, run_settings
 from journal._provider import Endpoint, get_provider, make_context
 from journal._secret import Secret
 from journal.provider import ProviderError, ValidationError

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from _cloudflare import tools, tree_bytes
 
-from journal._app import RunSettings
-from journal._dev import DevLoop, DevRun, watch_changes
+from journal._program.app import RunSettings
+from journal._program.dev import DevLoop, DevRun, watch_changes
 from journal.provider import Endpoint, Secret
 from journal.resources.cloudflare.local import LocalCloudflareApi
 
