@@ -501,7 +501,7 @@ _rate = click.FloatRange(0.0, 1.0)
     type=click.IntRange(0, 65535),
     default=LOCAL_PORT,
     show_default=True,
-    help="Port to listen on (0: any free port).",
+    help="Port of the first local API; the next ones take the ports after it (0: free ports).",
 )
 @click.option(
     "--postgres-url",
@@ -554,9 +554,9 @@ def serve(
 ) -> None:
     """Run the local APIs in the foreground until Ctrl-C, and print their URLs.
 
-    Every installed provider with a local API gets one (--port is the first one's; the
-    others take free ports). Point programs at one with the variable printed under it; any
-    credential is accepted."""
+    Every installed provider with a local API gets one. With --port N each takes a fixed port
+    of its own from N (Prisma's N, Cloudflare's N+1); without it, free ports. Point programs
+    at one with the variable printed under it; any credential is accepted."""
     from journal._provider import LocalOptions, services
 
     out = state.out
@@ -568,14 +568,14 @@ def serve(
     previous: Any = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
     try:
         with contextlib.ExitStack() as stack:
-            for i, service in enumerate(emulators):
+            for service in emulators:
                 assert service.local is not None
                 options = LocalOptions(
                     journal_dir=Path.cwd() / ".journal",
                     postgres_url=postgres_url,
                     postgres_dir=data_dir,
                     host=host,
-                    port=port if i == 0 else 0,
+                    port=port,
                     latency_s=latency_ms / 1000.0,
                     rate_429=rate_429,
                     rate_5xx=rate_5xx,
