@@ -29,8 +29,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from ._codec import diff, encode, mask
-from ._errors import (
+from .._codec import diff, encode, mask
+from .._errors import (
     JournalError,
     NotFoundError,
     ProviderError,
@@ -40,17 +40,17 @@ from ._errors import (
     UsageError,
     ValidationError,
 )
-from ._events import make_event
-from ._identity import check_endpoint, credential_record, gone_for_others, identity
-from ._interrupt import interruption
-from ._projection import ResourceState, StreamState, apply, load_state, snapshot_state, stream_name
-from ._protocols import JournalLike as _Journal
-from ._provider import Context, Endpoint, Provider, close_shared, get_provider, make_context
-from ._refs import Ref, ref_to_json, resolve
-from ._results import Change, Desired, Reporter, RunResult, Silent
-from ._secret import Secret, is_secret_json, secret_from_json, secret_to_json
-from ._settings import actor as actor
-from ._surgery import Declaration, note_planned
+from .._events import make_event
+from .._identity import check_endpoint, credential_record, gone_for_others, identity
+from .._interrupt import interruption
+from .._projection import ResourceState, StreamState, apply, load_state, snapshot_state, stream_name
+from .._protocols import JournalLike as _Journal
+from .._provider import Context, Endpoint, Provider, close_shared, get_provider, make_context
+from .._refs import Ref, ref_to_json, resolve
+from .._results import Change, Desired, Reporter, RunResult, Silent
+from .._secret import Secret, is_secret_json, secret_from_json, secret_to_json
+from .._settings import actor as actor
+from .._surgery import Declaration, note_planned
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
