@@ -29,7 +29,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from .._codec import diff, encode, mask
+from .._codec import encode, mask
 from .._errors import (
     JournalError,
     NotFoundError,
@@ -51,6 +51,7 @@ from .._results import Change, Desired, Reporter, RunResult, Silent
 from .._secret import Secret, is_secret_json, secret_from_json, secret_to_json
 from .._settings import actor as actor
 from .._surgery import Declaration, note_planned
+from ._decide import Wanted, decide
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -505,17 +506,8 @@ class Run:
         if cur is not None and cur.exists:
             check_endpoint(rid, cur.options, endpoint, offline=self.plan_only)
         deps = d.deps
-        if cur is None or not cur.exists:
-            action = "adopt" if d.adopt else "create"
-        elif cur.type != d.type:
-            action = "replace"
-        elif cur.props == pj:
-            action = "noop"
-        else:
-            # top-level fields decide: a change anywhere inside a field changes that field
-            changed = {k for k in set(pj) | set(cur.props) if pj.get(k) != cur.props.get(k)}
-            action = "update" if changed <= provider.updatable else "replace"
-        change_diff = diff(cur.props if cur is not None and cur.exists else None, pj)
+        decision = decide(cur, Wanted(d.type, pj, d.adopt, provider.updatable))
+        action, change_diff = decision.action, decision.diff
         if self.plan_only:
             # --- issue 13 hook: `journal state import` takes the declaration from a plan
             kept = {k: v for k, v in options.items() if k in ("adopt", "service_token")}
@@ -866,9 +858,9 @@ class Run:
             props_json = next(
                 (r["props"] for r in res.retired if r["outputs"] == outputs), props_json
             )
-        action = "forget" if protected else "delete"
         if self.plan_only:
-            self._record(Change(rid, tname, action, diff(props_json, None)))
+            gone = decide(dataclasses.replace(res, props=props_json), None)
+            self._record(Change(rid, tname, gone.action, gone.diff))
             return
         if protected:
             self._check_launch()
