@@ -8,9 +8,9 @@ Every name other modules import from ``journal._engine`` is re-exported here.
 from __future__ import annotations
 
 from .._projection import load_state, snapshot_state
+from .._refs import Ref
 from .._results import Change, Desired, Reporter, RunResult
 from .._settings import actor
-from .._refs import Ref
 from ._run import DEFAULT_CONCURRENCY, UNKNOWN, Abandoned, Run, default_concurrency
 
 __all__ = [

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
@@ -52,6 +52,7 @@ from .._secret import Secret, is_secret_json, secret_from_json, secret_to_json
 from .._settings import actor as actor
 from .._surgery import Declaration, note_planned
 from ._decide import Wanted, decide
+from ._schedule import DependencyCycle, Scheduler, check_acyclic, delete_graph, resource_of
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -68,10 +69,6 @@ __all__ = [
 DEFAULT_CONCURRENCY: Final = 64
 #: what plan mode shows for a value only a deploy can know
 UNKNOWN: Final = "(known after deploy)"
-
-
-class _DependencyFailed(ProviderError):
-    pass
 
 
 class Abandoned(KeyboardInterrupt):
@@ -159,6 +156,7 @@ class Run:
         self._changes_lock = threading.Lock()
         self._exports: dict[str, Any] | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._scheduler: Scheduler | None = None
         self._stack = contextlib.ExitStack()
         self._cache: dict[str, Any] = {}
         self._cache_lock = threading.Lock()
@@ -196,6 +194,7 @@ class Run:
                 self.journal.ensure_writable()
             self.state = load_state(self.journal, self.stream)
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="journal-run")
+            self._scheduler = Scheduler(self._pool, lambda: self._stopping)
             self._stack.callback(self._shutdown_pool)
             self._interruption.register(self)
             self._stack.callback(self._interruption.unregister, self)
@@ -392,8 +391,9 @@ class Run:
     def flush(self) -> None:
         """Start every queued resource (each waits for its dependencies, not for the queue)."""
         queued, self._queued = self._queued, []
-        for rid in queued:
-            self._schedule(rid, self._desired[rid].deps, lambda rid=rid: self._reconcile(rid))  # type: ignore[misc]
+        if queued:
+            graph = {rid: self._desired[rid].deps for rid in queued}
+            self._schedule().start(graph, self._futures, self._reconcile)
 
     def wait(self, rid: str) -> Any:
         """The outputs of a declared resource (blocks; raises the resource's error)."""
@@ -403,48 +403,10 @@ class Run:
     def export(self, values: Mapping[str, Any]) -> None:
         self._exports = {k: encode(v) for k, v in values.items()}
 
-    def _schedule(self, key: str, deps: Iterable[str], work: Callable[[], Any]) -> None:
-        fut = self._futures[key]
-        waits = [self._futures[d] for d in deps]
-        remaining = [len(waits)]
-        lock = threading.Lock()
-        assert self._pool is not None
-        pool = self._pool
-
-        def launch() -> None:
-            if self._stopping:
-                fut.set_exception(RunInterrupted("not started: the run was interrupted"))
-                return
-            failed = [d for d, f in zip(deps, waits, strict=False) if f.exception() is not None]
-            if failed:
-                # keys of deletes are "<resource>#current" / "#retired<n>": name the resource
-                rid, first = key.split("#", 1)[0], failed[0].split("#", 1)[0]
-                fut.set_exception(_DependencyFailed(f"skipped: {first!r} failed", resource=rid))
-                return
-            try:
-                pool.submit(self._complete, fut, work)
-            except RuntimeError:  # the pool was shut down: an abandoned run
-                fut.set_exception(RunInterrupted("not started: the run was interrupted"))
-
-        def one_done(_: Future[Any]) -> None:
-            with lock:
-                remaining[0] -= 1
-                last = remaining[0] == 0
-            if last:
-                launch()
-
-        deps = list(deps)
-        if not waits:
-            launch()
-        for w in waits:
-            w.add_done_callback(one_done)
-
-    @staticmethod
-    def _complete(fut: Future[Any], work: Callable[[], Any]) -> None:
-        try:
-            fut.set_result(work())
-        except BaseException as exc:
-            fut.set_exception(exc)
+    def _schedule(self) -> Scheduler:
+        if self._scheduler is None:
+            raise RuntimeError("run not begun")
+        return self._scheduler
 
     # --- reconcile one resource --------------------------------------------------------
 
@@ -826,18 +788,14 @@ class Run:
                         )
         if not tasks:
             return []
-        if self._pool is None:
-            raise RuntimeError("run not begun")
+        graph = delete_graph({key: (rid, deps) for key, (rid, _t, _o, deps) in tasks.items()})
+        try:
+            check_acyclic(graph)
+        except DependencyCycle as exc:  # a journal whose deps go round: delete none of them
+            return [(rid, str(exc)) for rid in exc.resources]
         for key in tasks:
             self._futures[key] = Future()
-        dependents: dict[str, list[str]] = {}
-        for key, (_rid, _target, _out, deps) in tasks.items():
-            for dep in set(deps):
-                dependents.setdefault(dep, []).append(key)
-        for key, (rid, _target, _out, _deps) in tasks.items():
-            # a task waits for every other task whose object depends on its resource
-            blockers = [k for k in dependents.get(rid, []) if k != key]
-            self._schedule(key, blockers, lambda key=key: self._delete_one(*tasks[key]))  # type: ignore[misc]
+        self._schedule().start(graph, self._futures, lambda key: self._delete_one(*tasks[key]))
         failures = []
         for key in tasks:
             exc = self._exception(self._futures[key])
@@ -945,7 +903,7 @@ class Run:
             pending = {r.id for r in self.state.pending()}
         out = set(self._not_started)
         for key, fut in list(self._futures.items()):
-            rid = key.split("#", 1)[0]
+            rid = resource_of(key)
             if fut.cancelled() or rid in pending:
                 continue
             if not fut.done() or isinstance(fut.exception(), RunInterrupted):
