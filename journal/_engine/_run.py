@@ -32,11 +32,8 @@ from typing import Any, Final
 from .._codec import encode, mask
 from .._errors import (
     JournalError,
-    NotFoundError,
     ProviderError,
     RunInterrupted,
-    ServerError,
-    TransportError,
     UsageError,
     ValidationError,
 )
@@ -52,6 +49,7 @@ from .._secret import Secret, is_secret_json, secret_from_json, secret_to_json
 from .._settings import actor as actor
 from .._surgery import Declaration, note_planned
 from ._decide import Wanted, decide
+from ._lifecycle import Abandoned, Lifecycle
 from ._schedule import DependencyCycle, Scheduler, check_acyclic, delete_graph, resource_of
 
 __all__ = [
@@ -69,10 +67,6 @@ __all__ = [
 DEFAULT_CONCURRENCY: Final = 64
 #: what plan mode shows for a value only a deploy can know
 UNKNOWN: Final = "(known after deploy)"
-
-
-class Abandoned(KeyboardInterrupt):
-    """Raised in a thread waiting for a run whose calls in flight were abandoned."""
 
 
 #: how long an abandoned run waits for appends already under way before run.finished
@@ -156,6 +150,7 @@ class Run:
         self._changes_lock = threading.Lock()
         self._exports: dict[str, Any] | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._lifecycle = Lifecycle(self._event, lambda: self._abandoned)
         self._scheduler: Scheduler | None = None
         self._stack = contextlib.ExitStack()
         self._cache: dict[str, Any] = {}
@@ -494,7 +489,7 @@ class Run:
             d.type,
             action,
             change_diff,
-            lambda: self._apply_change(action, provider, ctx, props, pj, cur, common),
+            lambda: self._lifecycle.apply(action, provider, ctx, props, pj, cur, common),
         )
 
     @staticmethod
@@ -540,140 +535,6 @@ class Run:
         self.reporter.resource(rid, type_name, action, "done", secs, None)
         self._record(Change(rid, type_name, action, change_diff, seconds=secs))
         return out
-
-    def _apply_change(
-        self,
-        action: str,
-        provider: Provider[Any, Any],
-        ctx: Context,
-        props: Any,
-        pj: dict[str, Any],
-        cur: ResourceState | None,
-        common: dict[str, Any],
-    ) -> Any:
-        rid, tname = ctx.resource, provider.type_name
-        if action == "adopt":
-            found = provider.find(props, ctx)
-            if found is not None:
-                self._event(
-                    "resource.created",
-                    rid,
-                    tname,
-                    props=pj,
-                    outputs=encode(found),
-                    adopted=True,
-                    **common,
-                )
-                return found
-            action = "create"
-        if action == "create":
-            self._event("resource.create.requested", rid, tname, props=pj, **common)
-            out = self._guarded(
-                "create",
-                rid,
-                tname,
-                lambda: provider.create(props, ctx),
-                lookup=lambda: provider.find(props, ctx),
-            )
-            self._event("resource.created", rid, tname, props=pj, outputs=encode(out), **common)
-            return out
-        assert cur is not None and cur.outputs is not None
-        old_props = provider.load_props(cur.props)
-        old_out = provider.load_outputs(cur.outputs)
-        if action == "update":
-            self._event("resource.update.requested", rid, tname, props=pj, old_props=cur.props)
-            out = self._guarded(
-                "update", rid, tname, lambda: provider.update(props, old_props, old_out, ctx)
-            )
-            self._event("resource.updated", rid, tname, props=pj, outputs=encode(out), **common)
-            return out
-        # replace
-        self._event("resource.replace.requested", rid, tname, props=pj, old_props=cur.props)
-        retired: dict[str, Any] | None
-        if provider.delete_first and cur.delete:
-            self._guarded("replace", rid, tname, lambda: provider.delete(old_props, old_out, ctx))
-            retired = None
-        else:
-            retired = {"props": cur.props, "outputs": cur.outputs, "deps": cur.deps}
-        old_ref = frozenset({str(cur.outputs.get(provider.ref_field))})
-        out = self._guarded(
-            "replace",
-            rid,
-            tname,
-            lambda: provider.create(props, ctx),
-            lookup=lambda: provider.find(props, ctx, exclude=old_ref),
-        )
-        self._event(
-            "resource.replaced",
-            rid,
-            tname,
-            props=pj,
-            outputs=encode(out),
-            retired=retired,
-            **common,
-        )
-        return out
-
-    def _guarded(
-        self,
-        op: str,
-        rid: str,
-        tname: str,
-        call: Callable[[], Any],
-        *,
-        lookup: Callable[[], Any] | None = None,
-        **intent: Any,
-    ) -> Any:
-        """Run a provider call; on failure record the outcome event and re-raise.
-
-        A create whose answer was lost (a transport error) may have happened, or may still
-        happen (the server can act after the client gave up): ``lookup`` looks for the new
-        object by name at once; found, it is the result. Not found (or the lookup failed
-        too), the outcome is recorded as *ambiguous*: the intent stays pending and the next
-        run resolves it by reading again before doing anything else.
-
-        ``intent`` holds the fields of the intent event that its outcome repeats (a delete's
-        ``target``): the failure event is built from the same fields as the intent, so it is
-        valid whenever the intent was."""
-        try:
-            return call()
-        except (TransportError, ServerError) as exc:
-            # no answer, or a 5xx: the server may have acted (a create may even act later)
-            if lookup is not None:
-                if not self._abandoned:
-                    with contextlib.suppress(Exception):
-                        found = lookup()
-                        if found is not None:
-                            return found
-                self._failed(op, rid, tname, exc, intent, ambiguous=True)
-                raise
-            self._failed(op, rid, tname, exc, intent)
-            raise
-        except Exception as exc:
-            self._failed(op, rid, tname, exc, intent)
-            raise
-
-    def _failed(
-        self,
-        op: str,
-        rid: str,
-        tname: str,
-        exc: BaseException,
-        intent: Mapping[str, Any],
-        *,
-        ambiguous: bool = False,
-    ) -> None:
-        """Record a failed outcome; the call's own error is what the caller raises (an
-        outcome that cannot be recorded is reported with it, never instead of it)."""
-        fields = dict(intent, error=str(exc) or type(exc).__name__)
-        if ambiguous:
-            fields["ambiguous"] = True
-        try:
-            self._event(f"resource.{op}.failed", rid, tname, **fields)
-        except Abandoned:
-            raise
-        except Exception as record_exc:
-            exc.add_note(f"(its failure could not be recorded: {record_exc})")
 
     # --- events ----------------------------------------------------------------------
 
@@ -838,27 +699,16 @@ class Run:
         endpoint = provider.endpoint(ctx)
         check_endpoint(rid, options, endpoint)
 
-        def attempt() -> bool:
-            try:
-                provider.delete(
-                    provider.load_props(props_json), provider.load_outputs(outputs), ctx
-                )
-            except NotFoundError:
-                return False
-            return True
-
         def work() -> None:
-            self._event("resource.delete.requested", rid, tname, target=target, outputs=outputs)
-            if self._guarded("delete", rid, tname, attempt, target=target):
-                self._event("resource.deleted", rid, tname, target=target, outputs=outputs)
-                return
-            # a 404 proves the object gone only for the credentials that created it
-            why = gone_for_others(options, endpoint, provider.credential(ctx))
-            if why is not None:
-                self._event("resource.delete.failed", rid, tname, target=target, error=why)
-                raise ProviderError(why, resource=rid, operation="delete")
-            self._event(
-                "resource.deleted", rid, tname, target=target, outputs=outputs, already_gone=True
+            self._lifecycle.delete(
+                provider,
+                ctx,
+                target=target,
+                props_json=props_json,
+                outputs=outputs,
+                tname=tname,
+                options=options,
+                endpoint=endpoint,
             )
 
         self._call(rid, tname, "delete", {}, work)
