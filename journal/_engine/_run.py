@@ -1,4 +1,8 @@
-"""The engine: one run of one stage, from declared resources to reconciled infrastructure.
+"""One run of one stage, from declared resources to reconciled infrastructure.
+
+:class:`Run` orchestrates the engine's parts: ``_decide`` (what to do with a resource),
+``_schedule`` (when: dependencies first, dependents first for deletes), ``_lifecycle`` (the
+intent and outcome events around each provider call) and ``_recovery`` (pending operations).
 
 A :class:`Run` holds the stage's lock, loads its state, resolves operations a crashed run
 left pending, then reconciles each declared resource on a bounded thread pool as soon as the
@@ -38,7 +42,7 @@ from .._errors import (
     ValidationError,
 )
 from .._events import make_event
-from .._identity import check_endpoint, credential_record, gone_for_others, identity
+from .._identity import check_endpoint, credential_record, identity
 from .._interrupt import interruption
 from .._projection import ResourceState, StreamState, apply, load_state, snapshot_state, stream_name
 from .._protocols import JournalLike as _Journal
@@ -50,6 +54,7 @@ from .._settings import actor as actor
 from .._surgery import Declaration, note_planned
 from ._decide import Wanted, decide
 from ._lifecycle import Abandoned, Lifecycle
+from ._recovery import Recovery
 from ._schedule import DependencyCycle, Scheduler, check_acyclic, delete_graph, resource_of
 
 __all__ = [
@@ -266,100 +271,18 @@ class Run:
 
     def _recover(self) -> None:
         """Resolve operations whose intent a crashed run recorded without an outcome."""
-        pending = self.state.pending()
-        if not pending:
-            return
-        self.reporter.message(f"resolving {len(pending)} interrupted operation(s)")
-        assert self._pool is not None
-        interrupted = False
-        for res, fut in [(r, self._pool.submit(self._recover_one, r)) for r in pending]:
-            exc = self._exception(fut)
-            if isinstance(exc, RunInterrupted):
-                interrupted = True
-            elif isinstance(exc, Exception):
-                # one resource whose API does not answer now must not hold back the others:
-                # it (and what depends on it) fails this run and stays pending for the next
-                error = ProviderError(
-                    f"its interrupted operation could not be resolved: {exc}; it stays "
-                    "pending, run again when the API answers",
-                    resource=res.id,
-                    operation="recover",
-                )
-                error.__cause__ = exc
-                self._unresolved[res.id] = error
-            elif exc is not None:
-                raise exc
-        if interrupted:
-            raise RunInterrupted(
-                "interrupted while resolving the operations an earlier run left pending"
-            )
-        if self._unresolved:
-            self.reporter.message(
-                f"{len(self._unresolved)} interrupted operation(s) could not be resolved yet; "
-                "those resources, and what depends on them, wait for the next run"
-            )
-
-    def _recover_one(self, res: ResourceState) -> None:
-        self._check_launch()
-        pending = res.pending or {}
-        t0 = time.monotonic()
-        self.reporter.resource(res.id, res.type, "recover", "start", 0.0, None)
-        try:
-            self._recover_read(res)
-        except Exception as exc:
-            secs = time.monotonic() - t0
-            self._event(
-                "resource.recover.failed", res.id, res.type, op=pending["op"], error=str(exc)
-            )
-            self.reporter.resource(res.id, res.type, "recover", "failed", secs, str(exc))
-            raise
-        secs = time.monotonic() - t0
-        self.reporter.resource(res.id, res.type, "recover", "done", secs, None)
-        self._record(Change(res.id, res.type, "recover", seconds=secs))
-
-    def _recover_read(self, res: ResourceState) -> bool:
-        """Read the remote object of a pending operation and record what is there."""
-        provider = get_provider(res.type)
-        ctx = self._context(res.id, res.type, res.options)
-        # read only through the API the operation was started on: another one would answer
-        # "not there" for an object that lives elsewhere (and a create would be made twice)
-        endpoint = provider.endpoint(ctx)
-        check_endpoint(res.id, res.options, endpoint)
-        pending = res.pending or {}
-        op = pending["op"]
-        fields: dict[str, Any] = {"op": op}
-        if op in ("create", "replace"):
-            props = provider.load_props(pending["props"])
-            # a replace may keep the name: the new object is one that is not the old one
-            old_ref = (res.outputs or {}).get(provider.ref_field)
-            exclude = frozenset({old_ref}) if op == "replace" and old_ref else frozenset()
-            found = provider.find(props, ctx, exclude=exclude)
-            new = found is not None
-            fields.update(found=new, props=pending["props"])
-            if new:
-                fields["outputs"] = encode(found)
-                if op == "replace" and res.outputs is not None:
-                    fields["retired"] = {
-                        "props": res.props,
-                        "outputs": res.outputs,
-                        "deps": res.deps,
-                    }
-        elif op == "update":
-            out = provider.read(
-                provider.load_props(res.props), provider.load_outputs(res.outputs or {}), ctx
-            )
-            fields.update(found=out is not None, outputs=encode(out) if out is not None else None)
-        else:  # delete
-            target_outputs = pending["outputs"]
-            props = provider.load_props(res.props)
-            out = provider.read(props, provider.load_outputs(target_outputs), ctx)
-            if out is None:  # not found: proof of a delete only for the creator's credentials
-                why = gone_for_others(res.options, endpoint, provider.credential(ctx))
-                if why is not None:
-                    raise ProviderError(why, resource=res.id, operation="recover")
-            fields.update(found=out is not None, target=pending["target"], outputs=target_outputs)
-        self._event("resource.recovered", res.id, res.type, **fields)
-        return bool(fields["found"])
+        if self._pool is None:
+            raise RuntimeError("run not begun")
+        recovery = Recovery(
+            pool=self._pool,
+            wait=self._exception,
+            context=self._context,
+            event=self._event,
+            check_launch=self._check_launch,
+            reporter=self.reporter,
+            record=self._record,
+        )
+        recovery.resolve(self.state.pending(), self._unresolved)
 
     # --- declare ---------------------------------------------------------------------
 
