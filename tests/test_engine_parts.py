@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any
 
+import memory_provider as mp
 import pytest
+from memory_provider import Thing
 
+import journal
+from journal._engine import Run
 from journal._engine._decide import Decision, Wanted, decide
 from journal._engine._schedule import (
     DependencyCycle,
@@ -17,6 +23,7 @@ from journal._engine._schedule import (
     delete_graph,
 )
 from journal._errors import RunInterrupted
+from journal._journal import Journal
 from journal._projection import ResourceState
 
 
@@ -282,3 +289,37 @@ def test_a_cycle_is_refused_naming_its_resources() -> None:
     with ThreadPoolExecutor(2) as pool, pytest.raises(DependencyCycle):
         Scheduler(pool, lambda: False).start(graph, futures, work)
     assert work.log == []
+
+
+def test_a_run_with_recorded_deps_in_a_cycle_deletes_nothing_and_names_them(
+    journal_path: Path,
+) -> None:
+    """Declarations cannot form a cycle (a dependency is declared first), but a journal's
+    recorded deps can (edited, or written by a bug): destroy refuses instead of waiting."""
+    cloud = mp.reset_cloud()
+    with journal.app("demo", stage="dev", journal=journal_path) as app:
+        parent = Thing("parent")
+        Thing("child", parent=parent)
+    assert app.result is not None and app.result.status == "succeeded"
+    with Journal.open(journal_path) as jr:
+        run = Run(jr, "demo", "dev", command="destroy")
+        run.begin()
+        run.state.resources["parent"].deps = ["child"]
+        result = run.destroy()
+    assert result.status == "failed"
+    assert sorted(r for r, _ in result.failures) == ["child", "parent"]
+    assert all("dependency cycle" in error for _, error in result.failures)
+    assert len(cloud.all()) == 2
+    assert not [op for op, _ in cloud.calls if op == "delete"]
+
+
+def test_the_engine_parts_do_not_import_the_run() -> None:
+    """The parts point one way: ``_run`` imports them, never the reverse."""
+    root = Path(journal.__file__).parent / "_engine"
+    for name in ("_decide.py", "_schedule.py", "_lifecycle.py", "_recovery.py"):
+        found = {
+            "." * node.level + (node.module or "")
+            for node in ast.walk(ast.parse((root / name).read_text()))
+            if isinstance(node, ast.ImportFrom) and node.level
+        }
+        assert not found & {".", "._run"}, (name, found)
