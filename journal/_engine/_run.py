@@ -575,8 +575,8 @@ class Run:
         graph = delete_graph({key: (rid, deps) for key, (rid, _t, _o, deps) in tasks.items()})
         try:
             check_acyclic(graph)
-        except DependencyCycle as exc:  # a journal whose deps go round: delete none of them
-            return [(rid, str(exc)) for rid in exc.resources]
+        except DependencyCycle as cycle:  # a journal whose deps go round: delete none of them
+            return [(rid, str(cycle)) for rid in cycle.resources]
         for key in tasks:
             self._futures[key] = Future()
         self._schedule().start(graph, self._futures, lambda key: self._delete_one(*tasks[key]))

@@ -19,6 +19,7 @@ import graphlib
 import threading
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from concurrent.futures import Executor, Future
+from functools import partial
 from typing import Any
 
 from .._errors import JournalError, ProviderError, RunInterrupted
@@ -101,8 +102,8 @@ class Scheduler:
             for key in ready:
                 if key in waits:
                     self._launch(key, waits[key], futures, work)
-                # an earlier batch's task counts as done when its future is
-                futures[key].add_done_callback(lambda _f, key=key: advance(key))
+                # a task (of this batch or an earlier one) is done when its future is
+                futures[key].add_done_callback(partial(_then, advance, key))
 
         advance(None)
 
@@ -126,6 +127,10 @@ class Scheduler:
             self._pool.submit(_complete, fut, work, key)
         except RuntimeError:  # the pool was shut down: an abandoned run
             fut.set_exception(RunInterrupted("not started: the run was interrupted"))
+
+
+def _then(advance: Callable[[str], None], key: str, _done: Future[Any]) -> None:
+    advance(key)
 
 
 def _complete(fut: Future[Any], work: Callable[[str], Any], key: str) -> None:
