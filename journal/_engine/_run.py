@@ -50,23 +50,14 @@ from .._provider import Context, Endpoint, Provider, close_shared, get_provider,
 from .._refs import Ref, ref_to_json, resolve
 from .._results import Change, Desired, Reporter, RunResult, Silent
 from .._secret import Secret, is_secret_json, secret_from_json, secret_to_json
-from .._settings import actor as actor
+from .._settings import actor
 from .._surgery import Declaration, note_planned
 from ._decide import Wanted, decide
 from ._lifecycle import Abandoned, Lifecycle
 from ._recovery import Recovery
 from ._schedule import DependencyCycle, Scheduler, check_acyclic, delete_graph, resource_of
 
-__all__ = [
-    "DEFAULT_CONCURRENCY",
-    "UNKNOWN",
-    "Change",
-    "Desired",
-    "Ref",
-    "Reporter",
-    "Run",
-    "RunResult",
-]
+__all__ = ["DEFAULT_CONCURRENCY", "UNKNOWN", "Run", "default_concurrency"]
 
 #: how many provider calls run at once unless told otherwise (JOURNAL_CONCURRENCY)
 DEFAULT_CONCURRENCY: Final = 64
