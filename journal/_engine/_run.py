@@ -1,4 +1,8 @@
-"""The engine: one run of one stage, from declared resources to reconciled infrastructure.
+"""One run of one stage, from declared resources to reconciled infrastructure.
+
+:class:`Run` orchestrates the engine's parts: ``_decide`` (what to do with a resource),
+``_schedule`` (when: dependencies first, dependents first for deletes), ``_lifecycle`` (the
+intent and outcome events around each provider call) and ``_recovery`` (pending operations).
 
 A :class:`Run` holds the stage's lock, loads its state, resolves operations a crashed run
 left pending, then reconciles each declared resource on a bounded thread pool as soon as the
@@ -30,52 +34,36 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from ._codec import diff, encode, mask
-from ._errors import (
+from .._codec import encode, mask
+from .._errors import (
     JournalError,
-    NotFoundError,
     ProviderError,
     RunInterrupted,
-    ServerError,
-    TransportError,
     UsageError,
     ValidationError,
 )
-from ._events import make_event
-from ._identity import check_endpoint, credential_record, gone_for_others, identity
-from ._interrupt import interruption
-from ._projection import ResourceState, StreamState, apply, load_state, snapshot_state, stream_name
-from ._protocols import JournalLike as _Journal
-from ._provider import Context, Endpoint, Provider, close_shared, get_provider, make_context
-from ._refs import Ref, ref_to_json, resolve
-from ._results import Change, Desired, Reporter, RunResult, Silent
-from ._secret import Secret, is_secret_json, secret_from_json, secret_to_json
-from ._settings import actor as actor
-from ._surgery import Declaration, note_planned
+from .._events import make_event
+from .._identity import check_endpoint, credential_record, identity
+from .._interrupt import interruption
+from .._projection import ResourceState, StreamState, apply, load_state, snapshot_state, stream_name
+from .._protocols import JournalLike as _Journal
+from .._provider import Context, Endpoint, Provider, close_shared, get_provider, make_context
+from .._refs import Ref, ref_to_json, resolve
+from .._results import Change, Desired, Reporter, RunResult, Silent
+from .._secret import Secret, is_secret_json, secret_from_json, secret_to_json
+from .._settings import actor
+from .._surgery import Declaration, note_planned
+from ._decide import Wanted, decide
+from ._lifecycle import Abandoned, Lifecycle
+from ._recovery import Recovery
+from ._schedule import DependencyCycle, Scheduler, check_acyclic, delete_graph, resource_of
 
-__all__ = [
-    "DEFAULT_CONCURRENCY",
-    "UNKNOWN",
-    "Change",
-    "Desired",
-    "Ref",
-    "Reporter",
-    "Run",
-    "RunResult",
-]
+__all__ = ["DEFAULT_CONCURRENCY", "UNKNOWN", "Run", "default_concurrency"]
 
 #: how many provider calls run at once unless told otherwise (JOURNAL_CONCURRENCY)
 DEFAULT_CONCURRENCY: Final = 64
 #: what plan mode shows for a value only a deploy can know
 UNKNOWN: Final = "(known after deploy)"
-
-
-class _DependencyFailed(ProviderError):
-    pass
-
-
-class Abandoned(KeyboardInterrupt):
-    """Raised in a thread waiting for a run whose calls in flight were abandoned."""
 
 
 #: how long an abandoned run waits for appends already under way before run.finished
@@ -162,6 +150,8 @@ class Run:
         self._changes_lock = threading.Lock()
         self._exports: dict[str, Any] | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._lifecycle = Lifecycle(self._event, lambda: self._abandoned)
+        self._scheduler: Scheduler | None = None
         self._stack = contextlib.ExitStack()
         self._cache: dict[str, Any] = {}
         self._cache_lock = threading.Lock()
@@ -199,6 +189,7 @@ class Run:
                 self.journal.ensure_writable()
             self.state = load_state(self.journal, self.stream)
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="journal-run")
+            self._scheduler = Scheduler(self._pool, lambda: self._stopping)
             self._stack.callback(self._shutdown_pool)
             self._interruption.register(self)
             self._stack.callback(self._interruption.unregister, self)
@@ -275,100 +266,18 @@ class Run:
 
     def _recover(self) -> None:
         """Resolve operations whose intent a crashed run recorded without an outcome."""
-        pending = self.state.pending()
-        if not pending:
-            return
-        self.reporter.message(f"resolving {len(pending)} interrupted operation(s)")
-        assert self._pool is not None
-        interrupted = False
-        for res, fut in [(r, self._pool.submit(self._recover_one, r)) for r in pending]:
-            exc = self._exception(fut)
-            if isinstance(exc, RunInterrupted):
-                interrupted = True
-            elif isinstance(exc, Exception):
-                # one resource whose API does not answer now must not hold back the others:
-                # it (and what depends on it) fails this run and stays pending for the next
-                error = ProviderError(
-                    f"its interrupted operation could not be resolved: {exc}; it stays "
-                    "pending, run again when the API answers",
-                    resource=res.id,
-                    operation="recover",
-                )
-                error.__cause__ = exc
-                self._unresolved[res.id] = error
-            elif exc is not None:
-                raise exc
-        if interrupted:
-            raise RunInterrupted(
-                "interrupted while resolving the operations an earlier run left pending"
-            )
-        if self._unresolved:
-            self.reporter.message(
-                f"{len(self._unresolved)} interrupted operation(s) could not be resolved yet; "
-                "those resources, and what depends on them, wait for the next run"
-            )
-
-    def _recover_one(self, res: ResourceState) -> None:
-        self._check_launch()
-        pending = res.pending or {}
-        t0 = time.monotonic()
-        self.reporter.resource(res.id, res.type, "recover", "start", 0.0, None)
-        try:
-            self._recover_read(res)
-        except Exception as exc:
-            secs = time.monotonic() - t0
-            self._event(
-                "resource.recover.failed", res.id, res.type, op=pending["op"], error=str(exc)
-            )
-            self.reporter.resource(res.id, res.type, "recover", "failed", secs, str(exc))
-            raise
-        secs = time.monotonic() - t0
-        self.reporter.resource(res.id, res.type, "recover", "done", secs, None)
-        self._record(Change(res.id, res.type, "recover", seconds=secs))
-
-    def _recover_read(self, res: ResourceState) -> bool:
-        """Read the remote object of a pending operation and record what is there."""
-        provider = get_provider(res.type)
-        ctx = self._context(res.id, res.type, res.options)
-        # read only through the API the operation was started on: another one would answer
-        # "not there" for an object that lives elsewhere (and a create would be made twice)
-        endpoint = provider.endpoint(ctx)
-        check_endpoint(res.id, res.options, endpoint)
-        pending = res.pending or {}
-        op = pending["op"]
-        fields: dict[str, Any] = {"op": op}
-        if op in ("create", "replace"):
-            props = provider.load_props(pending["props"])
-            # a replace may keep the name: the new object is one that is not the old one
-            old_ref = (res.outputs or {}).get(provider.ref_field)
-            exclude = frozenset({old_ref}) if op == "replace" and old_ref else frozenset()
-            found = provider.find(props, ctx, exclude=exclude)
-            new = found is not None
-            fields.update(found=new, props=pending["props"])
-            if new:
-                fields["outputs"] = encode(found)
-                if op == "replace" and res.outputs is not None:
-                    fields["retired"] = {
-                        "props": res.props,
-                        "outputs": res.outputs,
-                        "deps": res.deps,
-                    }
-        elif op == "update":
-            out = provider.read(
-                provider.load_props(res.props), provider.load_outputs(res.outputs or {}), ctx
-            )
-            fields.update(found=out is not None, outputs=encode(out) if out is not None else None)
-        else:  # delete
-            target_outputs = pending["outputs"]
-            props = provider.load_props(res.props)
-            out = provider.read(props, provider.load_outputs(target_outputs), ctx)
-            if out is None:  # not found: proof of a delete only for the creator's credentials
-                why = gone_for_others(res.options, endpoint, provider.credential(ctx))
-                if why is not None:
-                    raise ProviderError(why, resource=res.id, operation="recover")
-            fields.update(found=out is not None, target=pending["target"], outputs=target_outputs)
-        self._event("resource.recovered", res.id, res.type, **fields)
-        return bool(fields["found"])
+        if self._pool is None:
+            raise RuntimeError("run not begun")
+        recovery = Recovery(
+            pool=self._pool,
+            wait=self._exception,
+            context=self._context,
+            event=self._event,
+            check_launch=self._check_launch,
+            reporter=self.reporter,
+            record=self._record,
+        )
+        recovery.resolve(self.state.pending(), self._unresolved)
 
     # --- declare ---------------------------------------------------------------------
 
@@ -395,8 +304,9 @@ class Run:
     def flush(self) -> None:
         """Start every queued resource (each waits for its dependencies, not for the queue)."""
         queued, self._queued = self._queued, []
-        for rid in queued:
-            self._schedule(rid, self._desired[rid].deps, lambda rid=rid: self._reconcile(rid))  # type: ignore[misc]
+        if queued:
+            graph = {rid: self._desired[rid].deps for rid in queued}
+            self._schedule().start(graph, self._futures, self._reconcile)
 
     def wait(self, rid: str) -> Any:
         """The outputs of a declared resource (blocks; raises the resource's error)."""
@@ -406,48 +316,10 @@ class Run:
     def export(self, values: Mapping[str, Any]) -> None:
         self._exports = {k: encode(v) for k, v in values.items()}
 
-    def _schedule(self, key: str, deps: Iterable[str], work: Callable[[], Any]) -> None:
-        fut = self._futures[key]
-        waits = [self._futures[d] for d in deps]
-        remaining = [len(waits)]
-        lock = threading.Lock()
-        assert self._pool is not None
-        pool = self._pool
-
-        def launch() -> None:
-            if self._stopping:
-                fut.set_exception(RunInterrupted("not started: the run was interrupted"))
-                return
-            failed = [d for d, f in zip(deps, waits, strict=False) if f.exception() is not None]
-            if failed:
-                # keys of deletes are "<resource>#current" / "#retired<n>": name the resource
-                rid, first = key.split("#", 1)[0], failed[0].split("#", 1)[0]
-                fut.set_exception(_DependencyFailed(f"skipped: {first!r} failed", resource=rid))
-                return
-            try:
-                pool.submit(self._complete, fut, work)
-            except RuntimeError:  # the pool was shut down: an abandoned run
-                fut.set_exception(RunInterrupted("not started: the run was interrupted"))
-
-        def one_done(_: Future[Any]) -> None:
-            with lock:
-                remaining[0] -= 1
-                last = remaining[0] == 0
-            if last:
-                launch()
-
-        deps = list(deps)
-        if not waits:
-            launch()
-        for w in waits:
-            w.add_done_callback(one_done)
-
-    @staticmethod
-    def _complete(fut: Future[Any], work: Callable[[], Any]) -> None:
-        try:
-            fut.set_result(work())
-        except BaseException as exc:
-            fut.set_exception(exc)
+    def _schedule(self) -> Scheduler:
+        if self._scheduler is None:
+            raise RuntimeError("run not begun")
+        return self._scheduler
 
     # --- reconcile one resource --------------------------------------------------------
 
@@ -510,17 +382,8 @@ class Run:
         if cur is not None and cur.exists:
             check_endpoint(rid, cur.options, endpoint, offline=self.plan_only)
         deps = d.deps
-        if cur is None or not cur.exists:
-            action = "adopt" if d.adopt else "create"
-        elif cur.type != d.type:
-            action = "replace"
-        elif cur.props == pj:
-            action = "noop"
-        else:
-            # top-level fields decide: a change anywhere inside a field changes that field
-            changed = {k for k in set(pj) | set(cur.props) if pj.get(k) != cur.props.get(k)}
-            action = "update" if changed <= provider.updatable else "replace"
-        change_diff = diff(cur.props if cur is not None and cur.exists else None, pj)
+        decision = decide(cur, Wanted(d.type, pj, d.adopt, provider.updatable))
+        action, change_diff = decision.action, decision.diff
         if self.plan_only:
             # --- issue 13 hook: `journal state import` takes the declaration from a plan
             kept = {k: v for k, v in options.items() if k in ("adopt", "service_token")}
@@ -545,7 +408,7 @@ class Run:
             d.type,
             action,
             change_diff,
-            lambda: self._apply_change(action, provider, ctx, props, pj, cur, common),
+            lambda: self._lifecycle.apply(action, provider, ctx, props, pj, cur, common),
         )
 
     @staticmethod
@@ -591,140 +454,6 @@ class Run:
         self.reporter.resource(rid, type_name, action, "done", secs, None)
         self._record(Change(rid, type_name, action, change_diff, seconds=secs))
         return out
-
-    def _apply_change(
-        self,
-        action: str,
-        provider: Provider[Any, Any],
-        ctx: Context,
-        props: Any,
-        pj: dict[str, Any],
-        cur: ResourceState | None,
-        common: dict[str, Any],
-    ) -> Any:
-        rid, tname = ctx.resource, provider.type_name
-        if action == "adopt":
-            found = provider.find(props, ctx)
-            if found is not None:
-                self._event(
-                    "resource.created",
-                    rid,
-                    tname,
-                    props=pj,
-                    outputs=encode(found),
-                    adopted=True,
-                    **common,
-                )
-                return found
-            action = "create"
-        if action == "create":
-            self._event("resource.create.requested", rid, tname, props=pj, **common)
-            out = self._guarded(
-                "create",
-                rid,
-                tname,
-                lambda: provider.create(props, ctx),
-                lookup=lambda: provider.find(props, ctx),
-            )
-            self._event("resource.created", rid, tname, props=pj, outputs=encode(out), **common)
-            return out
-        assert cur is not None and cur.outputs is not None
-        old_props = provider.load_props(cur.props)
-        old_out = provider.load_outputs(cur.outputs)
-        if action == "update":
-            self._event("resource.update.requested", rid, tname, props=pj, old_props=cur.props)
-            out = self._guarded(
-                "update", rid, tname, lambda: provider.update(props, old_props, old_out, ctx)
-            )
-            self._event("resource.updated", rid, tname, props=pj, outputs=encode(out), **common)
-            return out
-        # replace
-        self._event("resource.replace.requested", rid, tname, props=pj, old_props=cur.props)
-        retired: dict[str, Any] | None
-        if provider.delete_first and cur.delete:
-            self._guarded("replace", rid, tname, lambda: provider.delete(old_props, old_out, ctx))
-            retired = None
-        else:
-            retired = {"props": cur.props, "outputs": cur.outputs, "deps": cur.deps}
-        old_ref = frozenset({str(cur.outputs.get(provider.ref_field))})
-        out = self._guarded(
-            "replace",
-            rid,
-            tname,
-            lambda: provider.create(props, ctx),
-            lookup=lambda: provider.find(props, ctx, exclude=old_ref),
-        )
-        self._event(
-            "resource.replaced",
-            rid,
-            tname,
-            props=pj,
-            outputs=encode(out),
-            retired=retired,
-            **common,
-        )
-        return out
-
-    def _guarded(
-        self,
-        op: str,
-        rid: str,
-        tname: str,
-        call: Callable[[], Any],
-        *,
-        lookup: Callable[[], Any] | None = None,
-        **intent: Any,
-    ) -> Any:
-        """Run a provider call; on failure record the outcome event and re-raise.
-
-        A create whose answer was lost (a transport error) may have happened, or may still
-        happen (the server can act after the client gave up): ``lookup`` looks for the new
-        object by name at once; found, it is the result. Not found (or the lookup failed
-        too), the outcome is recorded as *ambiguous*: the intent stays pending and the next
-        run resolves it by reading again before doing anything else.
-
-        ``intent`` holds the fields of the intent event that its outcome repeats (a delete's
-        ``target``): the failure event is built from the same fields as the intent, so it is
-        valid whenever the intent was."""
-        try:
-            return call()
-        except (TransportError, ServerError) as exc:
-            # no answer, or a 5xx: the server may have acted (a create may even act later)
-            if lookup is not None:
-                if not self._abandoned:
-                    with contextlib.suppress(Exception):
-                        found = lookup()
-                        if found is not None:
-                            return found
-                self._failed(op, rid, tname, exc, intent, ambiguous=True)
-                raise
-            self._failed(op, rid, tname, exc, intent)
-            raise
-        except Exception as exc:
-            self._failed(op, rid, tname, exc, intent)
-            raise
-
-    def _failed(
-        self,
-        op: str,
-        rid: str,
-        tname: str,
-        exc: BaseException,
-        intent: Mapping[str, Any],
-        *,
-        ambiguous: bool = False,
-    ) -> None:
-        """Record a failed outcome; the call's own error is what the caller raises (an
-        outcome that cannot be recorded is reported with it, never instead of it)."""
-        fields = dict(intent, error=str(exc) or type(exc).__name__)
-        if ambiguous:
-            fields["ambiguous"] = True
-        try:
-            self._event(f"resource.{op}.failed", rid, tname, **fields)
-        except Abandoned:
-            raise
-        except Exception as record_exc:
-            exc.add_note(f"(its failure could not be recorded: {record_exc})")
 
     # --- events ----------------------------------------------------------------------
 
@@ -839,18 +568,14 @@ class Run:
                         )
         if not tasks:
             return []
-        if self._pool is None:
-            raise RuntimeError("run not begun")
+        graph = delete_graph({key: (rid, deps) for key, (rid, _t, _o, deps) in tasks.items()})
+        try:
+            check_acyclic(graph)
+        except DependencyCycle as cycle:  # a journal whose deps go round: delete none of them
+            return [(rid, str(cycle)) for rid in cycle.resources]
         for key in tasks:
             self._futures[key] = Future()
-        dependents: dict[str, list[str]] = {}
-        for key, (_rid, _target, _out, deps) in tasks.items():
-            for dep in set(deps):
-                dependents.setdefault(dep, []).append(key)
-        for key, (rid, _target, _out, _deps) in tasks.items():
-            # a task waits for every other task whose object depends on its resource
-            blockers = [k for k in dependents.get(rid, []) if k != key]
-            self._schedule(key, blockers, lambda key=key: self._delete_one(*tasks[key]))  # type: ignore[misc]
+        self._schedule().start(graph, self._futures, lambda key: self._delete_one(*tasks[key]))
         failures = []
         for key in tasks:
             exc = self._exception(self._futures[key])
@@ -871,9 +596,9 @@ class Run:
             props_json = next(
                 (r["props"] for r in res.retired if r["outputs"] == outputs), props_json
             )
-        action = "forget" if protected else "delete"
         if self.plan_only:
-            self._record(Change(rid, tname, action, diff(props_json, None)))
+            gone = decide(dataclasses.replace(res, props=props_json), None)
+            self._record(Change(rid, tname, gone.action, gone.diff))
             return
         if protected:
             self._check_launch()
@@ -893,27 +618,16 @@ class Run:
         endpoint = provider.endpoint(ctx)
         check_endpoint(rid, options, endpoint)
 
-        def attempt() -> bool:
-            try:
-                provider.delete(
-                    provider.load_props(props_json), provider.load_outputs(outputs), ctx
-                )
-            except NotFoundError:
-                return False
-            return True
-
         def work() -> None:
-            self._event("resource.delete.requested", rid, tname, target=target, outputs=outputs)
-            if self._guarded("delete", rid, tname, attempt, target=target):
-                self._event("resource.deleted", rid, tname, target=target, outputs=outputs)
-                return
-            # a 404 proves the object gone only for the credentials that created it
-            why = gone_for_others(options, endpoint, provider.credential(ctx))
-            if why is not None:
-                self._event("resource.delete.failed", rid, tname, target=target, error=why)
-                raise ProviderError(why, resource=rid, operation="delete")
-            self._event(
-                "resource.deleted", rid, tname, target=target, outputs=outputs, already_gone=True
+            self._lifecycle.delete(
+                provider,
+                ctx,
+                target=target,
+                props_json=props_json,
+                outputs=outputs,
+                tname=tname,
+                options=options,
+                endpoint=endpoint,
             )
 
         self._call(rid, tname, "delete", {}, work)
@@ -958,7 +672,7 @@ class Run:
             pending = {r.id for r in self.state.pending()}
         out = set(self._not_started)
         for key, fut in list(self._futures.items()):
-            rid = key.split("#", 1)[0]
+            rid = resource_of(key)
             if fut.cancelled() or rid in pending:
                 continue
             if not fut.done() or isinstance(fut.exception(), RunInterrupted):
