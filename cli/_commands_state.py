@@ -367,7 +367,8 @@ def rekey(state: State) -> None:
     metavar="NAME",
     default=None,
     help="Whose credentials these are: an installed provider's name (prisma-postgres, ...) "
-    "[default: the only provider that declares credentials].",
+    "[default: the only installed provider that declares credentials; with several, asked on a "
+    "terminal].",
 )
 @click.option(
     "--credential",
@@ -415,7 +416,7 @@ def configure(
         if not stored:
             state.out.echo("no credentials stored")
         return
-    service = _service_for(provider)
+    service = _service_for(provider, interactive=state.out.interactive and from_env is None)
     wanted = list(service.credentials)
     if credential_name is not None:
         wanted = [c for c in wanted if credential_name in (c.name, c.env)]
@@ -452,8 +453,9 @@ def configure(
             )
 
 
-def _service_for(name: str | None) -> Service:
-    """The installed provider ``name`` that declares credentials (None: the only one)."""
+def _service_for(name: str | None, *, interactive: bool = False) -> Service:
+    """The installed provider ``name`` that declares credentials (None: the only one; with
+    several, on a terminal, the one the user picks)."""
     from importlib.metadata import entry_points
 
     from journal._provider import services
@@ -466,6 +468,12 @@ def _service_for(name: str | None) -> Service:
         for candidates in ([s for s in known if s.name in installed], known):
             if len(candidates) == 1:
                 return candidates[0]
+        choices = sorted(s.name for s in known if s.name in installed)
+        if interactive and len(choices) > 1:
+            picked = click.prompt(
+                "whose credentials", type=click.Choice(choices), err=True, show_choices=True
+            )
+            return next(s for s in known if s.name == picked)
         raise UsageError(
             "pass --provider NAME: "
             + (

@@ -62,12 +62,18 @@ def test_configure_asks_which_credential_when_a_provider_has_several(
     assert not (tmp_path / ".journal" / "journal.db").exists()
 
 
-def test_a_bare_configure_still_means_the_installed_provider(
+def test_a_bare_configure_names_the_installed_providers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Two installed providers declare credentials (Prisma Postgres, Cloudflare): without a
+    terminal to ask on, a bare configure names them (the program's or a test's own
+    providers do not count) and stores nothing; --provider picks one."""
     make_project(tmp_path, monkeypatch)
     monkeypatch.setenv("TOKEN", "prsc_abc")
-    out = run("configure", "--from-env", "TOKEN", code=0).stdout
+    err = run("configure", "--from-env", "TOKEN", code=2).stderr
+    assert "pass --provider NAME" in err and "cloudflare" in err and "prisma-postgres" in err
+    assert not (tmp_path / ".journal" / "journal.db").exists()
+    out = run("configure", "--provider", "prisma-postgres", "--from-env", "TOKEN", code=0).stdout
     assert "stored PRISMA_SERVICE_TOKEN (prisma-postgres)" in out
 
 
@@ -79,7 +85,7 @@ def test_local_points_runs_at_the_emulators_without_touching_the_environment(
 
     state = State()
     with _maybe_local(state, tmp_path / ".journal", True, SHARED_PG) as endpoints:
-        assert set(endpoints) == {"prisma-postgres"}
+        assert set(endpoints) == {"cloudflare", "prisma-postgres"}
         assert state.endpoints == endpoints
         assert endpoints["prisma-postgres"].url.startswith("http://127.0.0.1:")
         assert "PRISMA_API_URL" not in os.environ

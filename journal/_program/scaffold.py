@@ -218,7 +218,8 @@ Infrastructure for {app}, as a plain Python program (`alchemy.run.py`, template
 
 ```bash
 export JOURNAL_PASSWORD="choose-a-strong-password"   # encrypts the journal
-export PRISMA_SERVICE_TOKEN="prsc_your_token_here"   # or: journal configure
+export PRISMA_SERVICE_TOKEN="prsc_your_token_here"   # or: journal configure --provider
+                                                     #     prisma-postgres
 
 journal dev               # the local Prisma-compatible API (stage dev-$USER), re-runs on save
 journal plan              # what a deploy would change (your stage: $USER)
