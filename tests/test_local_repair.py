@@ -155,3 +155,53 @@ def test_a_record_left_creating_by_an_older_version_is_repaired(prefix: str) -> 
         assert inv.pg_roles == ()
     finally:
         second.stop()
+
+
+def test_two_servers_dropping_the_same_objects_at_once_both_succeed() -> None:
+    """A server repairing what a stopped one is still removing drops the same databases and
+    roles at the same moment; PostgreSQL fails the loser with "tuple concurrently deleted"
+    (seen in CI), which must not stop the repair: the objects are gone either way."""
+    import psycopg
+    from psycopg import sql
+
+    from journal.resources.prisma_postgres.local._postgres import PgAdmin
+
+    name = f"rc{uuid.uuid4().hex[:10]}"
+    admin = PgAdmin(SHARED_PG, pool_size=8)
+    try:
+        for round_ in range(15):
+            db, role = f"{name}_{round_}", f"{name}_o{round_}"
+            with psycopg.connect(SHARED_PG, autocommit=True) as conn:
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+            start = threading.Barrier(4)
+            errors: list[BaseException] = []
+
+            def drop(
+                db: str = db,
+                role: str = role,
+                start: threading.Barrier = start,
+                errors: list[BaseException] = errors,
+            ) -> None:
+                start.wait()
+                try:
+                    admin.drop_database(db, role, (), direct=True)
+                except BaseException as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=drop) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert errors == []
+            with psycopg.connect(SHARED_PG, autocommit=True) as conn:
+                left = conn.execute(
+                    "SELECT count(*) FROM pg_database WHERE datname = %s", (db,)
+                ).fetchone()
+                roles = conn.execute(
+                    "SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)
+                ).fetchone()
+            assert left == (0,) and roles == (0,)
+    finally:
+        admin.close()

@@ -91,6 +91,21 @@ def _owned_pattern(prefix: str) -> str:
     return f"^{prefix}_(meta|[dco]_[a-z0-9]+)$"
 
 
+def _drop(conn: Conn, statement: sql.Composable) -> None:
+    """Run a ``DROP ... IF EXISTS``. Two sessions dropping the same object at once (a server
+    repairing what a stopped one is still removing) make the loser fail with "tuple
+    concurrently deleted/updated": the object is gone or going, so the statement is run again
+    and its ``IF EXISTS`` settles it."""
+    for attempt in range(5):
+        try:
+            conn.execute(statement)
+            return
+        except psycopg.errors.InternalError_ as exc:
+            if "concurrently" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 def scram_verifier(conn: Conn, password: str) -> str:
     """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password``, computed by libpq on
     this side of ``conn`` (``PQencryptPasswordConn``), as ``psql``'s ``\\password`` does.
@@ -504,7 +519,7 @@ class PgAdmin:
             else self.pool.connection()
         )
         with session as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(_ident(name)))
+            _drop(conn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(_ident(name)))
             for role in logins:
                 self._drop_role(conn, role)
             self._drop_role(conn, owner)
@@ -560,7 +575,7 @@ class PgAdmin:
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,)
         )
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(_ident(role)))
+        _drop(conn, sql.SQL("DROP ROLE IF EXISTS {}").format(_ident(role)))
 
     def list_owned(self, prefix: str) -> tuple[list[str], list[str]]:
         """The databases and roles that really exist with this prefix."""
@@ -579,7 +594,7 @@ class PgAdmin:
         dbs, roles = self.list_owned(prefix)
         with self.pool.connection() as conn:
             for db in dbs:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(_ident(db)))
+                _drop(conn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(_ident(db)))
             # login roles first: they are members of the owner roles
             for role in sorted(roles, key=lambda r: r.startswith(f"{prefix}_o_")):
                 self._drop_role(conn, role)
