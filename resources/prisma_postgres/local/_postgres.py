@@ -91,7 +91,7 @@ def _owned_pattern(prefix: str) -> str:
     return f"^{prefix}_(meta|[dco]_[a-z0-9]+)$"
 
 
-def _drop(conn: Conn, statement: sql.Composable) -> None:
+def _drop(conn: Conn, statement: sql.Composed) -> None:
     """Run a ``DROP ... IF EXISTS``. Two sessions dropping the same object at once (a server
     repairing what a stopped one is still removing) make the loser fail with "tuple
     concurrently deleted/updated": the object is gone or going, so the statement is run again
