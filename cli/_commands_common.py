@@ -9,6 +9,7 @@ accepted both before the command (``journal --stage prod deploy``) and after it
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -58,6 +59,26 @@ class State:
         from journal._store import resolve_location
 
         return resolve_location(self.journal)
+
+    def warm_key(self, program: Path | None) -> None:
+        """Derive the journal's key (Argon2id, ~65 ms) on a thread while the command imports
+        what it runs: the derivation releases the GIL, so on a second core it costs no wall
+        time. The command's own opening of the journal finds the key cached, or waits for
+        this derivation (``journal._crypto`` derives under a lock); what fails here is left
+        for that opening to report. Nothing is written: an existing journal is opened and
+        closed; without a password in the environment nothing is done."""
+        if _settings.password_from_env() is None:
+            return
+        try:
+            folder = Path(program) if program is not None else Path.cwd()
+            if not folder.is_dir():
+                folder = folder.parent
+            location = _settings.journal_location(self.journal, beside=folder)
+        except (OSError, UsageError):
+            return  # the command reports a bad path or location itself
+        threading.Thread(
+            target=_open_once, args=(location,), name="journal-key", daemon=True
+        ).start()
 
     def program_location(self, program: Path) -> str:
         """The journal of a program: ``--journal``, else JOURNAL_URL, else next to it."""
@@ -228,6 +249,13 @@ def app_option(f: F) -> F:
         default=None,
         help="The app, when the journal holds several with this stage.",
     )(f)
+
+
+def _open_once(location: str) -> None:
+    with suppress(Exception):
+        from journal._journal import Journal
+
+        Journal.open(location, create=False).close()
 
 
 program_argument = click.argument(

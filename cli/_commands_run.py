@@ -556,6 +556,7 @@ def deploy(
     failed. Deploy never asks for confirmation; --yes is accepted for scripts."""
     results: list[RunResult] = []
     with _json_document(state, "deploy", results) if as_json else _nothing():
+        state.warm_key(program)
         path = _program(program)
         location = state.program_location(path)
         state.prepare_new_journal(location)
@@ -615,6 +616,7 @@ def plan(
     With --local nothing is started either: a plan makes no call to the API."""
     results: list[RunResult] = []
     with _json_document(state, "plan", results) if as_json else _nothing():
+        state.warm_key(program)
         path = _program(program)
         location = state.program_location(path)
         state.warn_if_damaged(location)
@@ -668,6 +670,7 @@ def dev(
     Uses the local API unless --no-local. A program that fails (a syntax error, an
     exception) is reported and deletes nothing; the next good save converges. Ctrl-C lets a
     run in flight finish, then stops."""
+    state.warm_key(program)
     from journal._program.dev import DevLoop
 
     path = _program(program)
@@ -805,6 +808,7 @@ def destroy(
     Dependents go first. Resources with delete protection (Project and Database by default)
     are forgotten: the remote object is kept. Asks for confirmation on a terminal; without
     one, pass --yes. Exits 1 if a delete failed (the rest stays in the journal)."""
+    state.warm_key(None)
     from journal._credentials import profile_credentials
     from journal._ops import destroy_stage, find_app
 
@@ -868,6 +872,7 @@ def rollback(
     Shows the plan, asks (on a terminal; else pass --yes), then applies it through the
     engine, recording new events: history is never rewritten. Data in a deleted database
     does not come back."""
+    state.warm_key(None)
     from journal._credentials import profile_credentials
     from journal._ops import find_app, rollback_stage
 

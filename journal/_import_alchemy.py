@@ -113,8 +113,11 @@ def register_alchemy_kind(kind: str, mapper: Mapper | None, *, note: str = "") -
 
 
 def _load_kinds() -> None:
-    for ep in entry_points(group="journal.providers"):
-        ep.load()
+    """Every installed provider, and the modules that map their Alchemy kinds (the
+    ``journal.alchemy`` entry points: kept apart so that a deploy never imports them)."""
+    for group in ("journal.providers", "journal.alchemy"):
+        for ep in entry_points(group=group):
+            ep.load()
 
 
 # --- references between records ----------------------------------------------------------

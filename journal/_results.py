@@ -4,6 +4,7 @@ and the progress reporter it calls. Plain records, no behaviour."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from ._refs import Ref, find_refs
@@ -32,9 +33,10 @@ class Desired:
         if self.service_token is not None:
             self.credentials.setdefault("service_token", self.service_token)
 
-    @property
+    @cached_property
     def deps(self) -> list[str]:
-        """The resources referenced anywhere in the props (``_refs.find_refs``)."""
+        """The resources referenced anywhere in the props (``_refs.find_refs``); found once:
+        the engine asks for them at declaration, scheduling and recording."""
         return sorted({ref.resource for _path, ref in find_refs(self.props)})
 
 

@@ -90,7 +90,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._alchemy_state import AlchemyRecord, AlchemyStateError
 from ._errors import (
     ApiError,
     AuthenticationError,
@@ -106,7 +105,6 @@ from ._errors import (
     UsageError,
     ValidationError,
 )
-from ._import_alchemy import Linker, Mapped, register_alchemy_kind
 from ._program.app import Resource
 from ._provider import (
     Context,
@@ -128,6 +126,7 @@ from ._refs import Ref
 from ._secret import MASK, Secret
 
 if TYPE_CHECKING:
+    from ._alchemy_state import AlchemyRecord, AlchemyStateError
     from ._http import (
         ApiClient,
         ErrorDetail,
@@ -139,6 +138,7 @@ if TYPE_CHECKING:
         paginate_pages,
         segment,
     )
+    from ._import_alchemy import Linker, Mapped, register_alchemy_kind
 
 #: the HTTP layer's names, imported on first use so that a program that makes no call
 #: never imports httpx
@@ -157,11 +157,26 @@ _HTTP_NAMES = frozenset(
 )
 
 
+#: what ``journal import-alchemy`` needs of a provider, imported on first use: a deploy
+#: never reads Alchemy's state
+_ALCHEMY_NAMES = {
+    "AlchemyRecord": "_alchemy_state",
+    "AlchemyStateError": "_alchemy_state",
+    "Linker": "_import_alchemy",
+    "Mapped": "_import_alchemy",
+    "register_alchemy_kind": "_import_alchemy",
+}
+
+
 def __getattr__(name: str) -> Any:
     if name in _HTTP_NAMES:
         from . import _http
 
         return getattr(_http, name)
+    if name in _ALCHEMY_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.{_ALCHEMY_NAMES[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

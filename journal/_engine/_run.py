@@ -56,7 +56,14 @@ from .._surgery import Declaration, note_planned
 from ._decide import Wanted, decide
 from ._lifecycle import Abandoned, Lifecycle
 from ._recovery import Recovery
-from ._schedule import DependencyCycle, Scheduler, check_acyclic, delete_graph, resource_of
+from ._schedule import (
+    DependencyCycle,
+    OnPool,
+    Scheduler,
+    check_acyclic,
+    delete_graph,
+    resource_of,
+)
 
 __all__ = ["DEFAULT_CONCURRENCY", "UNKNOWN", "Run", "default_concurrency"]
 
@@ -357,6 +364,9 @@ class Run:
         return values, {path: ref_to_json(ref) for path, ref in refs.items()}
 
     def _reconcile(self, rid: str) -> Any:
+        """Decide what ``rid`` needs (no I/O but the provider's ``prepare`` and
+        ``endpoint``); what calls a provider or appends an event is returned as
+        :class:`OnPool`."""
         if rid in self._unresolved:
             raise self._unresolved[rid]
         d = self._desired[rid]
@@ -394,22 +404,41 @@ class Run:
             return _unknown_outputs(provider)
         if action == "noop":
             assert cur is not None and cur.outputs is not None
-            if identity(cur.options) != identity(options):
-                options = self._confirmed_identity(provider, ctx, props, cur, options)
-            if cur.delete != d.delete or not _same_options(cur.options, options):
-                self._event(
-                    "resource.policy.changed", rid, d.type, delete=d.delete, options=options
-                )
-            self._record(Change(rid, d.type, "noop"))
-            return provider.load_outputs(cur.outputs)
+            same_identity = identity(cur.options) == identity(options)
+            if same_identity and cur.delete == d.delete and _same_options(cur.options, options):
+                # nothing to call, nothing to record: decided on this thread
+                self._record(Change(rid, d.type, "noop"))
+                return provider.load_outputs(cur.outputs)
+            return OnPool(lambda: self._noop_recorded(provider, ctx, props, cur, d, options))
         common = {"deps": deps, "refs": refs, "delete": d.delete, "options": options}
-        return self._call(
-            rid,
-            d.type,
-            action,
-            change_diff,
-            lambda: self._lifecycle.apply(action, provider, ctx, props, pj, cur, common),
+        return OnPool(
+            lambda: self._call(
+                rid,
+                d.type,
+                action,
+                change_diff,
+                lambda: self._lifecycle.apply(action, provider, ctx, props, pj, cur, common),
+            )
         )
+
+    def _noop_recorded(
+        self,
+        provider: Provider[Any, Any],
+        ctx: Context,
+        props: Any,
+        cur: ResourceState,
+        d: Desired,
+        options: dict[str, Any],
+    ) -> Any:
+        """An unchanged object whose identity or delete policy this run changes: confirm the
+        new identity with the API, then record the policy."""
+        assert cur.outputs is not None
+        if identity(cur.options) != identity(options):
+            options = self._confirmed_identity(provider, ctx, props, cur, options)
+        if cur.delete != d.delete or not _same_options(cur.options, options):
+            self._event("resource.policy.changed", d.id, d.type, delete=d.delete, options=options)
+        self._record(Change(d.id, d.type, "noop"))
+        return provider.load_outputs(cur.outputs)
 
     @staticmethod
     def _confirmed_identity(
@@ -585,7 +614,8 @@ class Run:
                 failures.append((tasks[key][0], str(exc)))
         return failures
 
-    def _delete_one(self, rid: str, target: str, outputs: dict[str, Any], deps: list[str]) -> None:
+    def _delete_one(self, rid: str, target: str, outputs: dict[str, Any], deps: list[str]) -> Any:
+        """Plan the delete of one object here; the call (or forgetting it) is :class:`OnPool`."""
         if rid in self._unresolved:
             raise self._unresolved[rid]
         with self._state_lock:
@@ -601,18 +631,7 @@ class Run:
             self._record(Change(rid, tname, gone.action, gone.diff))
             return
         if protected:
-            self._check_launch()
-            self._event(
-                "resource.forgotten",
-                rid,
-                tname,
-                reason="delete protection",
-                target=target,
-                outputs=outputs,
-            )
-            self._record(Change(rid, tname, "forget"))
-            self.reporter.resource(rid, tname, "forget", "done", 0.0, None)
-            return
+            return OnPool(lambda: self._forget(rid, tname, target, outputs))
         provider = get_provider(tname)
         ctx = self._context(rid, tname, options)
         endpoint = provider.endpoint(ctx)
@@ -630,7 +649,21 @@ class Run:
                 endpoint=endpoint,
             )
 
-        self._call(rid, tname, "delete", {}, work)
+        return OnPool(lambda: self._call(rid, tname, "delete", {}, work))
+
+    def _forget(self, rid: str, tname: str, target: str, outputs: dict[str, Any]) -> None:
+        """A delete-protected object leaves the stage without being deleted."""
+        self._check_launch()
+        self._event(
+            "resource.forgotten",
+            rid,
+            tname,
+            reason="delete protection",
+            target=target,
+            outputs=outputs,
+        )
+        self._record(Change(rid, tname, "forget"))
+        self.reporter.resource(rid, tname, "forget", "done", 0.0, None)
 
     def _finish(self, failures: list[tuple[str, str]], record_outputs: bool = True) -> RunResult:
         if self.result is not None:

@@ -8,9 +8,14 @@ their dependents (:func:`delete_graph`). A task may also wait for a task of an e
 when its future is.
 
 Nothing here knows about providers or the journal: a task is a key, a future the caller
-owns, and a callable. A task whose dependency failed is skipped (``DependencyFailed``); once
-the run stops launching, tasks not started yet fail with ``RunInterrupted``. A cycle is
-refused before anything starts, naming the resources on it.
+owns, and a callable. The callable runs on the thread that finds the task ready (the one that
+started the batch, or the one that finished its last dependency): most tasks of a re-run are
+decided there without any I/O (nothing changed), and paying a pool thread and a future's
+hand-off for each of them would cost more than the decision itself. A task that must call a
+provider or append an event returns :class:`OnPool` with the rest of its work, which runs on
+the pool. A task whose dependency failed is skipped (``DependencyFailed``); once the run
+stops launching, tasks not started yet fail with ``RunInterrupted``. A cycle is refused before
+anything starts, naming the resources on it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import graphlib
 import threading
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from concurrent.futures import Executor, Future
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -39,6 +45,14 @@ class DependencyCycle(JournalError):
             f"dependency cycle: {path}; each waits for the next, so none can start "
             "(remove one of these dependencies)"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class OnPool:
+    """What a task returns when the rest of its work blocks (a provider call, an append):
+    ``call`` runs on the pool, and its result (or error) becomes the task's."""
+
+    call: Callable[[], Any]
 
 
 def resource_of(key: str) -> str:
@@ -84,8 +98,9 @@ class Scheduler:
         work: Callable[[str], Any],
     ) -> None:
         """Start a batch: ``graph`` maps each new task to the tasks it waits for (new or
-        earlier ones, all with a future in ``futures``); ``work(key)`` does a task, and its
-        result (or error) becomes that task's future's."""
+        earlier ones, all with a future in ``futures``); ``work(key)`` does a task on the thread
+        that finds it ready, and its result (or error) becomes that task's future's, unless
+        it returns :class:`OnPool`: then the rest runs on the pool."""
         waits = {key: list(dict.fromkeys(deps)) for key, deps in graph.items()}
         sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(waits)
         try:
@@ -95,15 +110,21 @@ class Scheduler:
         lock = threading.Lock()
 
         def advance(finished: str | None) -> None:
-            with lock:
-                if finished is not None:
-                    sorter.done(finished)
-                ready = sorter.get_ready()
-            for key in ready:
-                if key in waits:
-                    self._launch(key, waits[key], futures, work)
-                # a task (of this batch or an earlier one) is done when its future is
-                futures[key].add_done_callback(partial(_then, advance, key))
+            # iterative, not recursive: a task decided on this thread makes its dependents
+            # ready at once, and a chain of a thousand of them must not nest a thousand calls
+            done: list[str | None] = [finished]
+            while done:
+                key_done = done.pop()
+                with lock:
+                    if key_done is not None:
+                        sorter.done(key_done)
+                    ready = sorter.get_ready()
+                for key in ready:
+                    if key in waits and self._launch(key, waits[key], futures, work):
+                        done.append(key)
+                        continue
+                    # a task (of this batch or an earlier one) is done when its future is
+                    futures[key].add_done_callback(partial(_then, advance, key))
 
         advance(None)
 
@@ -113,28 +134,42 @@ class Scheduler:
         deps: Sequence[str],
         futures: Mapping[str, Future[Any]],
         work: Callable[[str], Any],
-    ) -> None:
+    ) -> bool:
+        """Start ``key``; True when it is already done (decided here, skipped or refused)."""
         fut = futures[key]
         if self._stopping():
             fut.set_exception(RunInterrupted("not started: the run was interrupted"))
-            return
+            return True
         failed = [d for d in deps if futures[d].exception() is not None]
         if failed:
             rid, first = resource_of(key), resource_of(failed[0])
             fut.set_exception(DependencyFailed(f"skipped: {first!r} failed", resource=rid))
-            return
+            return True
         try:
-            self._pool.submit(_complete, fut, work, key)
+            step = work(key)
+        except Exception as exc:
+            fut.set_exception(exc)
+            return True
+        except BaseException:  # Ctrl-C on the program's thread: this task never started
+            fut.set_exception(RunInterrupted("not started: the run was interrupted"))
+            raise
+        if not isinstance(step, OnPool):
+            fut.set_result(step)
+            return True
+        try:
+            self._pool.submit(_complete, fut, step.call)
         except RuntimeError:  # the pool was shut down: an abandoned run
             fut.set_exception(RunInterrupted("not started: the run was interrupted"))
+            return True
+        return False
 
 
 def _then(advance: Callable[[str], None], key: str, _done: Future[Any]) -> None:
     advance(key)
 
 
-def _complete(fut: Future[Any], work: Callable[[str], Any], key: str) -> None:
+def _complete(fut: Future[Any], call: Callable[[], Any]) -> None:
     try:
-        fut.set_result(work(key))
+        fut.set_result(call())
     except BaseException as exc:
         fut.set_exception(exc)

@@ -13,15 +13,19 @@ The building blocks are private modules: ``_npm`` (installs into the cache), ``_
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from . import _service  # noqa: F401 - registers the service: credentials, API URL, local API
-from ._client import CloudflareClient
-from ._resources import (
-    Hyperdrive,
-    HyperdriveOutputs,
-    Worker,
-    WorkerOutputs,
-    parse_origin,
-)
+
+if TYPE_CHECKING:
+    from ._client import CloudflareClient
+    from ._resources import (
+        Hyperdrive,
+        HyperdriveOutputs,
+        Worker,
+        WorkerOutputs,
+        parse_origin,
+    )
 
 __all__ = [
     "CloudflareClient",
@@ -31,3 +35,17 @@ __all__ = [
     "WorkerOutputs",
     "parse_origin",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The resource types and the client, imported on first use: finding the installed
+    services (the CLI does it on every run) registers only ``_service``."""
+    if name == "CloudflareClient":
+        from . import _client
+
+        return _client.CloudflareClient
+    if name in __all__:
+        from . import _resources
+
+        return getattr(_resources, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

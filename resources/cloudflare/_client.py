@@ -59,6 +59,8 @@ from journal.provider import (
     segment,
 )
 
+from ._service import ACCOUNT_ENV, API_URL_ENV, DEFAULT_API_URL, EMAIL_ENV, KEY_ENV, TOKEN_ENV
+
 __all__ = [
     "ACCOUNT_ENV",
     "API_URL_ENV",
@@ -91,12 +93,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_URL: Final = "https://api.cloudflare.com/client/v4"
-API_URL_ENV: Final = "CLOUDFLARE_API_URL"
-TOKEN_ENV: Final = "CLOUDFLARE_API_TOKEN"
-KEY_ENV: Final = "CLOUDFLARE_API_KEY"
-EMAIL_ENV: Final = "CLOUDFLARE_EMAIL"
-ACCOUNT_ENV: Final = "CLOUDFLARE_ACCOUNT_ID"
 #: Hyperdrive's error code for "a config with this name already exists"
 NAME_CONFLICT: Final = 2017
 #: ``per_page`` for ``GET /accounts`` (the API's maximum)

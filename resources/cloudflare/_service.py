@@ -10,9 +10,25 @@ from typing import Final
 
 from journal.provider import Credential, Endpoint, LocalOptions, Secret, Service, register_service
 
-from ._client import ACCOUNT_ENV, API_URL_ENV, DEFAULT_API_URL, EMAIL_ENV, KEY_ENV, TOKEN_ENV
+__all__ = [
+    "ACCOUNT_ENV",
+    "API_URL_ENV",
+    "DEFAULT_API_URL",
+    "EMAIL_ENV",
+    "KEY_ENV",
+    "LOCAL_TOKEN",
+    "SERVICE",
+    "TOKEN_ENV",
+]
 
-__all__ = ["LOCAL_TOKEN", "SERVICE"]
+# here, not in ``_client``: finding the installed services imports this module only, and
+# must not import the client (and httpx) for it
+DEFAULT_API_URL: Final = "https://api.cloudflare.com/client/v4"
+API_URL_ENV: Final = "CLOUDFLARE_API_URL"
+TOKEN_ENV: Final = "CLOUDFLARE_API_TOKEN"
+KEY_ENV: Final = "CLOUDFLARE_API_KEY"
+EMAIL_ENV: Final = "CLOUDFLARE_EMAIL"
+ACCOUNT_ENV: Final = "CLOUDFLARE_ACCOUNT_ID"
 
 #: the API token sent to the local API when none is configured (it accepts any)
 LOCAL_TOKEN: Final = "journal-local-cloudflare-token"

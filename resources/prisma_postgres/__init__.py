@@ -6,21 +6,22 @@
 
 from __future__ import annotations
 
-from . import (
-    _alchemy,  # noqa: F401 - registers the Alchemy kinds for `journal import-alchemy`
-    _service,  # noqa: F401 - registers the service: credentials, API URL, local API
-)
-from ._client import PrismaClient
-from ._resources import (
-    REGIONS,
-    Connection,
-    ConnectionOutputs,
-    Database,
-    DatabaseOutputs,
-    Project,
-    ProjectOutputs,
-    WorkspaceRef,
-)
+from typing import TYPE_CHECKING, Any
+
+from . import _service  # noqa: F401 - registers the service: credentials, API URL, local API
+
+if TYPE_CHECKING:
+    from ._client import PrismaClient
+    from ._resources import (
+        REGIONS,
+        Connection,
+        ConnectionOutputs,
+        Database,
+        DatabaseOutputs,
+        Project,
+        ProjectOutputs,
+        WorkspaceRef,
+    )
 
 __all__ = [
     "REGIONS",
@@ -33,3 +34,17 @@ __all__ = [
     "ProjectOutputs",
     "WorkspaceRef",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The resource types and the client, imported on first use: finding the installed
+    services (the CLI does it on every run) registers only ``_service``."""
+    if name == "PrismaClient":
+        from . import _client
+
+        return _client.PrismaClient
+    if name in __all__:
+        from . import _resources
+
+        return getattr(_resources, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -78,6 +78,7 @@ from ._models import (
     parse_region,
     parse_workspace,
 )
+from ._service import API_URL_ENV, DEFAULT_API_URL, TOKEN_ENV
 
 __all__ = [
     "API_URL_ENV",
@@ -95,9 +96,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_URL: Final = "https://api.prisma.io"
-TOKEN_ENV: Final = "PRISMA_SERVICE_TOKEN"
-API_URL_ENV: Final = "PRISMA_API_URL"
 #: ``limit`` sent with every list request (the API's default and documented page size)
 PAGE_SIZE: Final = 100
 MISSING_TOKEN_MESSAGE: Final = (

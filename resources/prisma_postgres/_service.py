@@ -17,9 +17,13 @@ from journal.provider import (
     register_service,
 )
 
-from ._client import API_URL_ENV, DEFAULT_API_URL, TOKEN_ENV
+__all__ = ["API_URL_ENV", "DEFAULT_API_URL", "LOCAL_TOKEN", "SERVICE", "TOKEN_ENV"]
 
-__all__ = ["LOCAL_TOKEN", "SERVICE"]
+# here, not in ``_client``: finding the installed services imports this module only, and
+# must not import the client (and httpx) for it
+DEFAULT_API_URL: Final = "https://api.prisma.io"
+TOKEN_ENV: Final = "PRISMA_SERVICE_TOKEN"
+API_URL_ENV: Final = "PRISMA_API_URL"
 
 #: the bearer token sent to the local API when no service token is configured (it accepts any)
 LOCAL_TOKEN: Final = "journal-local-token"
