@@ -463,10 +463,19 @@ def get_service(name: str) -> Service | None:
 
 
 def services() -> list[Service]:
-    """Every service: those registered in this process and those installed (entry points)."""
-    for ep in entry_points(group="journal.providers"):
+    """Every service: those registered in this process and those installed. An installed
+    provider's ``journal.services`` entry point names the module that declares its service
+    alone, so finding services imports no client or resource type; a provider without one
+    is found by loading its package (``journal.providers``)."""
+    light = entry_points(group="journal.services")
+    for ep in light:
         with contextlib.suppress(Exception):
             ep.load()
+    declared = {ep.name for ep in light}
+    for ep in entry_points(group="journal.providers"):
+        if ep.name not in declared:
+            with contextlib.suppress(Exception):
+                ep.load()
     with _LOCK:
         return [_SERVICES[k] for k in sorted(_SERVICES)]
 

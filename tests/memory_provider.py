@@ -34,6 +34,12 @@ class Cloud:
         self.calls: list[tuple[str, str]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        #: hold every call until this many are in flight at once (then let all through);
+        #: a call that waits ``gate_timeout`` seconds in vain fails: concurrency, tested
+        #: without depending on how fast a loaded machine launches threads
+        self.gate: int | None = None
+        self.gate_timeout = 60.0
+        self._gate_open = threading.Event()
         self._shared: sqlite3.Connection | None = None
         with self._conn() as c:
             c.execute(
@@ -57,7 +63,15 @@ class Cloud:
             self.calls.append((op, name))
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if self.gate is not None and self.in_flight >= self.gate:
+                self._gate_open.set()
         try:
+            if self.gate is not None and not self._gate_open.wait(self.gate_timeout):
+                raise ProviderError(
+                    f"only {self.max_in_flight} calls were ever in flight at once "
+                    f"(the gate waits for {self.gate})",
+                    operation=op,
+                )
             if self.latency:
                 time.sleep(self.latency)
             if op in ("create", "update") and name in self.fail_names:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -256,17 +257,70 @@ def test_plan_writes_nothing_and_calls_nothing(journal_path: Path, cloud: mp.Clo
 
 
 def test_many_resources_run_concurrently(journal_path: Path, cloud: mp.Cloud) -> None:
-    # each call lasts long enough for the engine to launch 32 others meanwhile even on a
-    # loaded 2-core machine (at 50 ms CI once saw only 24 overlap)
-    cloud.latency = 0.5
+    # every call is held until 32 are in flight at once: the run succeeds only if the engine
+    # keeps that many going (no timing involved; a stuck engine fails after the gate's wait)
+    cloud.gate = 32
 
     def many(app: journal.App) -> None:
         for i in range(200):
             Thing(f"t{i}")
 
     r = deploy(journal_path, many, concurrency=64)
-    assert r.counts == {"create": 200}
-    assert cloud.max_in_flight >= 32, f"calls overlapped only {cloud.max_in_flight} at a time"
+    assert r.counts == {"create": 200}, r.failures[:3]
+    assert 32 <= cloud.max_in_flight <= 64
+
+
+def test_concurrency_caps_calls_in_flight(journal_path: Path, cloud: mp.Cloud) -> None:
+    # a gate above the cap never opens: each call fails after the gate's wait, having seen
+    # at most `concurrency` calls in flight
+    cloud.gate, cloud.gate_timeout = 9, 1.0
+
+    def some(app: journal.App) -> None:
+        for i in range(20):
+            Thing(f"t{i}")
+
+    with pytest.raises(journal.RunError):
+        deploy(journal_path, some, concurrency=8)
+    assert cloud.max_in_flight == 8
+
+
+class _CountingPool(ThreadPoolExecutor):
+    submitted = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        type(self).submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_unchanged_resources_are_decided_without_the_pool(
+    journal_path: Path, cloud: mp.Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-run hands the pool only what calls a provider or appends an event: an unchanged
+    resource is decided on the thread that finds it ready, and a long chain of them (each
+    ready once the previous one is decided) nests no calls."""
+    from journal._engine import _run
+
+    monkeypatch.setattr(_run, "ThreadPoolExecutor", _CountingPool)
+
+    def chain(tag: str) -> Any:
+        def build(app: journal.App) -> None:
+            prev = Thing("t0", tag=tag)
+            for i in range(1, 400):
+                prev = Thing(f"t{i}", parent=prev, tag=tag if i == 399 else None)
+
+        return build
+
+    assert deploy(journal_path, chain("v1")).counts == {"create": 400}
+    _CountingPool.submitted = 0
+    calls = len(cloud.calls)
+    r = deploy(journal_path, chain("v1"))
+    assert r.counts == {"noop": 400}
+    assert (_CountingPool.submitted, len(cloud.calls)) == (0, calls)
+    # two changed (the head and the tail of the chain): two tasks on the pool
+    r = deploy(journal_path, chain("v2"))
+    assert r.counts == {"noop": 398, "update": 2}
+    assert _CountingPool.submitted == 2
+    assert [op for op, _ in cloud.calls[calls:]] == ["update", "update"]
 
 
 def test_crash_between_intent_and_outcome_is_resolved(tmp_path: Path, journal_path: Path) -> None:
