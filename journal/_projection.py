@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from ._errors import UnknownSequenceError
 from ._events import (
@@ -48,6 +48,7 @@ from ._protocols import JournalLike as _Journal
 from ._protocols import StoredEvent as _Event
 
 __all__ = [
+    "SNAPSHOT_EVERY",
     "ResourceState",
     "StreamState",
     "apply",
@@ -123,6 +124,8 @@ class StreamState:
     last_run: Json | None = None
     #: where the stage lives (``stage.bound``): {"target": "local" | origin, "seq": N}
     binding: Json | None = None
+    #: the sequence of the snapshot this state was loaded from (0: none); not part of it
+    snapshot_seq: int = field(default=0, compare=False)
 
     def to_json(self) -> Json:
         return {
@@ -384,14 +387,22 @@ def load_state(journal: _Journal, stream: str, upto_seq: int | None = None) -> S
     snap = journal.latest_snapshot(stream, upto_seq)
     if snap is not None and snap[1].get("format") == SNAPSHOT_FORMAT:
         state = StreamState.from_json(snap[1])
+        state.snapshot_seq = snap[0]
     after = state.seq if state is not None else 0
     return fold(stream, journal.read(stream, after_seq=after, upto_seq=upto_seq), state)
 
 
-def snapshot_state(journal: _Journal, state: StreamState) -> None:
-    """Write an encrypted snapshot of ``state`` (derivable; safe to lose)."""
-    if state.seq > 0:
+#: a run ends with a snapshot once the journal holds this many events past the state's last
+#: one: below it, folding them (and the chain check opening them) costs less than writing it
+SNAPSHOT_EVERY: Final = 64
+
+
+def snapshot_state(journal: _Journal, state: StreamState, *, every: int = 1) -> None:
+    """Write an encrypted snapshot of ``state`` (derivable; safe to lose); with ``every``,
+    only once ``state`` is that many events past the snapshot it was loaded from."""
+    if state.seq > 0 and state.seq - state.snapshot_seq >= every:
         journal.put_snapshot(state.stream, state.seq, state.to_json())
+        state.snapshot_seq = state.seq
 
 
 def rebuild_and_check(journal: _Journal, stream: str) -> tuple[bool, StreamState]:

@@ -363,3 +363,32 @@ def test_crash_between_intent_and_outcome_is_resolved(tmp_path: Path, journal_pa
         state = load_state(jr, "demo/dev")
         assert state.resources["slow"].pending is None and state.resources["slow"].exists
         jr.verify()
+
+
+def test_no_op_runs_leave_the_snapshot_until_the_journal_moves_on(journal_path: Path) -> None:
+    """A run that changed something ends with a snapshot; a no-op run (only its start and
+    end recorded) does not write one until SNAPSHOT_EVERY events have passed it; the state
+    loads the same either way."""
+    from journal._projection import SNAPSHOT_EVERY
+
+    def snapshot_seq() -> int:
+        with Journal.open(journal_path) as jr:
+            snap = jr.latest_snapshot("demo/dev")
+            assert snap is not None
+            return snap[0]
+
+    deploy(journal_path, two_things)
+    first = snapshot_seq()
+    with Journal.open(journal_path) as jr:
+        assert first == jr.head()[0]
+    runs = 0
+    while snapshot_seq() == first:
+        assert deploy(journal_path, two_things).counts == {"noop": 2}
+        runs += 1
+        assert runs <= SNAPSHOT_EVERY // 2, "no snapshot after SNAPSHOT_EVERY events"
+    # two events per no-op run: the snapshot comes with the run that reaches SNAPSHOT_EVERY
+    assert runs == SNAPSHOT_EVERY // 2
+    with Journal.open(journal_path) as jr:
+        assert snapshot_seq() == jr.head()[0]
+        ok, _ = rebuild_and_check(jr, "demo/dev")
+        assert ok

@@ -57,10 +57,10 @@ def decide(current: ResourceState | None, desired: Wanted | None) -> Decision:
     props = dict(desired.props)
     if current is None or not current.exists:
         return Decision("adopt" if desired.adopt else "create", diff(None, props))
+    if current.type == desired.type and current.props == props:
+        return Decision("noop", {})  # equal props: an empty diff, without computing it
     change = diff(current.props, props)
     if current.type != desired.type:
         return Decision("replace", change)
-    if current.props == props:
-        return Decision("noop", change)
     changed = {k for k in set(props) | set(current.props) if props.get(k) != current.props.get(k)}
     return Decision("update" if changed <= desired.updatable else "replace", change)

@@ -45,7 +45,15 @@ from .._errors import (
 from .._events import make_event
 from .._identity import check_endpoint, credential_record, identity
 from .._interrupt import interruption
-from .._projection import ResourceState, StreamState, apply, load_state, snapshot_state, stream_name
+from .._projection import (
+    SNAPSHOT_EVERY,
+    ResourceState,
+    StreamState,
+    apply,
+    load_state,
+    snapshot_state,
+    stream_name,
+)
 from .._protocols import JournalLike as _Journal
 from .._provider import Context, Endpoint, Provider, close_shared, get_provider, make_context
 from .._refs import Ref, ref_to_json, resolve
@@ -72,6 +80,9 @@ DEFAULT_CONCURRENCY: Final = 64
 #: what plan mode shows for a value only a deploy can know
 UNKNOWN: Final = "(known after deploy)"
 
+
+#: the events every run appends: a run that appended only these changed nothing
+_RUN_EVENTS: Final = frozenset({"run.started", "run.finished"})
 
 #: how long an abandoned run waits for appends already under way before run.finished
 _APPEND_DRAIN_S: Final = 10.0
@@ -174,6 +185,8 @@ class Run:
         self._abandoned = False
         self._gate = threading.Condition(threading.RLock())
         self._appending = 0
+        #: this run appended an event other than its own start and end
+        self._changed = False
         self._not_started: list[str] = []
         self._started_recorded = False
         self.result: RunResult | None = None
@@ -505,6 +518,8 @@ class Run:
         try:
             payload.setdefault("run", self.run_id)
             payload["time"] = _now()
+            if payload.get("type") not in _RUN_EVENTS:
+                self._changed = True
             events = self.journal.append(self.stream, [payload], expected_version=expected_version)
             with self._state_lock:
                 for ev in events:
@@ -753,7 +768,10 @@ class Run:
             final=True,
         )
         with contextlib.suppress(JournalError):
-            snapshot_state(self.journal, self.state)
+            # a run that changed nothing (a no-op) leaves the snapshot where it was until
+            # the journal has moved on by SNAPSHOT_EVERY events
+            every = 1 if self._changed else SNAPSHOT_EVERY
+            snapshot_state(self.journal, self.state, every=every)
 
     def _shutdown_pool(self) -> None:
         if self._pool is not None:
