@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,66 @@ def test_startup_is_lazy(tmp_path: Path) -> None:
     )
     assert loaded.stdout.strip() == "", f"imported at start-up: {loaded.stdout.strip()}"
     assert journal_cmd("--help", cwd=tmp_path).returncode == 0
+
+
+def test_a_no_op_deploy_imports_no_http_client(tmp_path: Path) -> None:
+    """A deploy that calls nothing imports neither the Prisma client nor httpx: the provider
+    package loads them on first use, and the local API's identity (the one request of a
+    no-op on loopback) is asked with the standard library."""
+    import threading
+
+    from journal.resources.prisma_postgres import local
+    from journal.resources.prisma_postgres._client import PrismaClient
+
+    ready: list[Any] = []
+    stop = threading.Event()
+    server = threading.Thread(
+        target=local.serve_forever,
+        kwargs={"metadata_only": True, "on_ready": ready.append, "stop_event": stop, "port": 0},
+        daemon=True,
+    )
+    server.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not ready:
+            assert time.monotonic() < deadline and server.is_alive()
+            time.sleep(0.05)
+        url = ready[0].url
+        with PrismaClient(token="t", base_url=url) as api:
+            project = api.create_project(name="p", region=None, create_database=False).id
+        (tmp_path / "alchemy.run.py").write_text(
+            "import journal\n"
+            "from journal.resources.prisma_postgres import Database\n"
+            "with journal.app('lazy'):\n"
+            f"    for i in range(3):\n"
+            f"        Database(f'db{{i}}', project={project!r}, delete=True)\n"
+        )
+        env = {"PRISMA_API_URL": url, "PRISMA_SERVICE_TOKEN": "t", "JOURNAL_STAGE": "dev"}
+        assert "3 created" in journal_cmd("deploy", cwd=tmp_path, env=env).stdout
+        probe = (
+            "import sys\n"
+            "from journal.cli import main\n"
+            "try:\n"
+            "    main(['deploy'])\n"
+            "except SystemExit as exc:\n"
+            "    assert not exc.code, exc.code\n"
+            "heavy = ['httpx', 'journal.resources.prisma_postgres._client', 'journal._http']\n"
+            "print('imported:', ','.join(m for m in heavy if m in sys.modules))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=tmp_path,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "3 unchanged" in done.stdout
+        assert done.stdout.strip().splitlines()[-1] == "imported:"
+    finally:
+        stop.set()
+        server.join(10)
 
 
 # --- the guide's program on the local Prisma-compatible API --------------------------------

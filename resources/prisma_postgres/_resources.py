@@ -23,9 +23,10 @@ the resource's ``service_token=``, else ``PRISMA_SERVICE_TOKEN``, else the token
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from journal.provider import (
@@ -38,12 +39,15 @@ from journal.provider import (
     Resource,
     Secret,
     ServerError,
+    TransportError,
     ValidationError,
     register_provider,
 )
 
-from . import _client as api
-from ._service import SERVICE
+from ._service import DEFAULT_API_URL, SERVICE
+
+if TYPE_CHECKING:
+    from . import _client as api
 
 __all__ = [
     "REGIONS",
@@ -76,10 +80,13 @@ def _token(ctx: Context) -> Secret | None:
 
 
 def _url(ctx: Context) -> str:
-    return (ctx.api_url or SERVICE.default_api_url or api.DEFAULT_API_URL).strip()
+    return (ctx.api_url or SERVICE.default_api_url or DEFAULT_API_URL).strip()
 
 
 def _client(ctx: Context) -> api.PrismaClient:
+    # imported here: a run that calls nothing (a no-op) never imports the client and httpx
+    from . import _client as api
+
     token = _token(ctx)
     url = _url(ctx)
     plain = token.unencrypted if token is not None else ""
@@ -98,9 +105,46 @@ def _endpoint(ctx: Context) -> str:
         return url.removesuffix("/v1")
     if ctx.offline:  # a plan asks nothing, not even the local API's identity
         return "local"
-    client = _client(ctx)  # not inside the factory: ctx.shared holds its lock while it runs
-    instance = ctx.shared("prisma:instance:" + url, client.local_instance)
+    instance = ctx.shared("prisma:instance:" + url, lambda: local_instance(url))
     return f"local:{instance}" if instance else "local"
+
+
+def local_instance(url: str, *, attempts: int = 3, timeout_s: float = 10.0) -> str | None:
+    """The identity a journal local API at ``url`` (on loopback) answers on ``GET /health``:
+    its port changes between runs, this does not. None for an API that gives none.
+
+    Asked with the standard library's ``http.client``: a loopback API needs no proxy and no
+    TLS, and a run that calls nothing else (a no-op) then never imports the client and httpx
+    for it. A refused or dropped connection is tried ``attempts`` times."""
+    import http.client
+    import json
+
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/").removesuffix("/v1") + "/health"
+    for attempt in range(attempts):
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout_s)
+        try:
+            conn.request("GET", path, headers={"Accept": "application/json"})
+            response = conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            if attempt + 1 < attempts:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise TransportError(
+                f"the local API at {url} does not answer ({exc})", operation="local_instance"
+            ) from None
+        finally:
+            conn.close()
+        if response.status != 200:
+            return None
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return None
+        instance = payload.get("instance") if isinstance(payload, dict) else None
+        return instance if isinstance(instance, str) and instance else None
+    return None
 
 
 class _Prisma:
@@ -658,7 +702,9 @@ class WorkspaceRef:
         if client is not None:
             ws = client.resolve_workspace(name_or_id)
         else:
-            with api.PrismaClient(token=service_token) as owned:
+            from ._client import PrismaClient
+
+            with PrismaClient(token=service_token) as owned:
                 ws = owned.resolve_workspace(name_or_id)
         self.id: str = ws.id
         self.name: str = ws.name
