@@ -91,7 +91,8 @@ def stage_binding(journal: Any, stage: str, app: str | None = None) -> Binding |
     usually holds one). Apps whose bindings disagree give the recorded one of the first."""
     found: list[Binding] = []
     for stream in _streams_of(journal, stage, app):
-        binding = binding_of(load_state(journal, stream))
+        # read only: the run that follows takes this state over instead of loading it again
+        binding = binding_of(load_state(journal, stream, share=True))
         if binding is not None:
             found.append(binding)
     recorded = [b for b in found if b.recorded]

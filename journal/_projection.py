@@ -10,6 +10,7 @@ only the events after it, so loading costs the same whatever the journal's lengt
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -374,8 +375,42 @@ def fold(stream: str, events: Iterable[_Event], state: StreamState | None = None
     return state
 
 
-def load_state(journal: _Journal, stream: str, upto_seq: int | None = None) -> StreamState:
-    """The state of ``stream`` after global sequence ``upto_seq`` (default: now)."""
+#: states a reader loaded with ``share=True``, each handed to the next load of its stream at
+#: the same head, then forgotten (``journal deploy`` reads the stage's binding, then its run
+#: loads the state again under the stage's lock: the fold and the snapshot's decryption are
+#: paid once). Keyed by journal id, stream and head; a few at most.
+_SHARED: dict[tuple[str, str, int, str], StreamState] = {}
+_SHARED_LOCK = threading.Lock()
+_SHARED_MAX: Final = 4
+
+
+def load_state(
+    journal: _Journal, stream: str, upto_seq: int | None = None, *, share: bool = False
+) -> StreamState:
+    """The state of ``stream`` after global sequence ``upto_seq`` (default: now).
+
+    ``share``: the caller only reads the state; the next load of the same stream at the
+    same head gets this very object instead of loading it again (once)."""
+    journal_id = getattr(journal, "journal_id", None)
+    key: tuple[str, str, int, str] | None = None
+    if upto_seq is None and isinstance(journal_id, str):
+        head_seq, head_hash = journal.head()
+        key = (journal_id, stream, head_seq, head_hash)
+        if not share:
+            with _SHARED_LOCK:
+                kept = _SHARED.pop(key, None)
+            if kept is not None:
+                return kept
+    state = _load_state(journal, stream, upto_seq)
+    if share and key is not None:
+        with _SHARED_LOCK:
+            _SHARED[key] = state
+            while len(_SHARED) > _SHARED_MAX:
+                del _SHARED[next(iter(_SHARED))]
+    return state
+
+
+def _load_state(journal: _Journal, stream: str, upto_seq: int | None) -> StreamState:
     if upto_seq is not None:
         head, _ = journal.head()
         if upto_seq < 0 or upto_seq > head:

@@ -392,3 +392,21 @@ def test_no_op_runs_leave_the_snapshot_until_the_journal_moves_on(journal_path: 
         assert snapshot_seq() == jr.head()[0]
         ok, _ = rebuild_and_check(jr, "demo/dev")
         assert ok
+
+
+def test_a_state_read_for_its_binding_is_handed_to_the_run_once(journal_path: Path) -> None:
+    """`load_state(..., share=True)` (the CLI reading a stage's binding) keeps the state for
+    the next load of the same stream at the same head, once; another head loads afresh."""
+    deploy(journal_path, two_things)
+    with Journal.open(journal_path) as jr:
+        shared = load_state(jr, "demo/dev", share=True)
+        assert load_state(jr, "demo/dev") is shared
+        again = load_state(jr, "demo/dev")
+        assert again is not shared and again.to_json() == shared.to_json()
+        load_state(jr, "demo/dev", share=True)
+    deploy(journal_path, two_things)  # moves the head: the kept state is stale
+    with Journal.open(journal_path) as jr:
+        fresh = load_state(jr, "demo/dev")
+        assert fresh.seq == jr.head()[0]
+        ok, _ = rebuild_and_check(jr, "demo/dev")
+        assert ok
