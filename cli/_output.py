@@ -180,6 +180,9 @@ def _isatty(stream: Any) -> bool:
 REDRAW_INTERVAL = 0.1
 #: carriage return + clear to the end of the line: the counter line is rewritten in place
 _CLEAR = "\r\x1b[K"
+#: the redraws' clock and timer (tests replace them to count redraws)
+_clock = time.monotonic
+_Timer = threading.Timer
 
 
 class ProgressReporter:
@@ -306,23 +309,29 @@ class ProgressReporter:
             out._live = self  # what waits here is written before any other line
             _on_screen = out
         self._dirty = True
-        now = time.monotonic()
+        now = _clock()
         wait = self._drawn_at + REDRAW_INTERVAL - now
         if final or wait <= 0:
             self._draw(now)
         elif self._timer is None:
             # draw what changed in the meantime even if nothing else happens (a long call)
-            self._timer = threading.Timer(wait, self._tick)
-            self._timer.daemon = True
-            self._timer.start()
+            timer = self._timer = _Timer(wait, self._tick)
+            timer.args = (timer,)
+            timer.daemon = True
+            timer.start()
 
-    def _tick(self) -> None:
+    def _tick(self, timer: threading.Timer) -> None:
         with self.out._lock:
+            if timer is not self._timer:
+                return  # cancelled, or replaced, while it waited for the lock
             self._timer = None
             if self._dirty:
-                self._draw(time.monotonic())
+                self._draw(_clock())
 
     def _draw(self, now: float) -> None:
+        if self._timer is not None:  # this draw shows what it was waiting for
+            self._timer.cancel()
+            self._timer = None
         parts = [_CLEAR] if self._shown else []
         parts += [line + "\n" for line in self._waiting]
         self._waiting.clear()
