@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -211,6 +212,8 @@ class ProgressReporter:
         self._dirty = False
         self._drawn_at = -REDRAW_INTERVAL
         self._timer: threading.Timer | None = None
+        #: a counter wider than the terminal would wrap, and ``\r`` only rewrites its last row
+        self._width = shutil.get_terminal_size().columns - 1 if self.live else 0
 
     # --- Reporter ------------------------------------------------------------------------
 
@@ -291,7 +294,7 @@ class ProgressReporter:
             text += f", {self.running} in progress"
         if self.failed:
             text += f", {self.failed} failed"
-        return self.out.style(text, dim=True)
+        return self.out.style(text[: max(self._width, 20)], dim=True)
 
     def _echo(self, text: str) -> None:
         if self.out.progress_to_stderr:

@@ -358,3 +358,18 @@ def test_no_counter_where_the_cursor_does_not_move(
     assert term.tty.getvalue() == (
         "  ok created r0 (memory.Thing) 0.01s\n  ok created r1 (memory.Thing) 0.01s\n"
     )
+
+
+def test_the_counter_fits_the_terminal_width(
+    term: Terminal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "25")  # a wrapped counter would leave its first row behind
+    reporter = term.output().reporter()
+    reporter.expect(1000)
+    reporter.resource("a", "memory.Thing", "create", "start", 0.0, None)
+    term.clock[0] += 1
+    reporter.resource("a", "memory.Thing", "create", "failed", 0.5, "boom")
+    assert term.tty.getvalue().endswith("boom\n  0/1000 done, 1 failed")
+    assert reporter.counter_text() == "  0/1000 done, 1 failed"
+    reporter.resource("b", "memory.Thing", "create", "start", 0.0, None)
+    assert reporter.counter_text() == "  0/1000 done, 1 in prog"
