@@ -146,6 +146,7 @@ class State:
             raise UsageError(
                 f"{action} needs confirmation: pass --yes to {action} without a terminal"
             )
+        self.out.clear_live()  # a prompt never shares a line with a run's counter
         if not click.confirm(question, default=False, err=True):
             click.echo("cancelled: nothing was changed", err=True)
             raise click.exceptions.Exit(1)

@@ -30,7 +30,15 @@ from . import (
     _commands_ui,
 )
 from ._commands_common import journal_option, profile_option, stage_option, yes_option
-from ._output import DEBUG_ENV, DETAILED_KEY, VERBOSE_KEY, AlreadyShown, debug, exit_code
+from ._output import (
+    DEBUG_ENV,
+    DETAILED_KEY,
+    VERBOSE_KEY,
+    AlreadyShown,
+    clear_live,
+    debug,
+    exit_code,
+)
 
 __all__ = ["cli", "main"]
 
@@ -77,7 +85,10 @@ class JournalGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         detailed = bool(ctx.meta.get(DETAILED_KEY))
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            finally:
+                clear_live()  # a run's counter line is not left under what follows
         except AlreadyShown as exc:
             raise _fail(None, exit_code(exc.exit_code), exc.error) from exc
         except JournalError as exc:

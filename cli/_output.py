@@ -1,17 +1,22 @@
 """Terminal or plain output, and the progress reporter the engine calls during a run.
 
-On a terminal (stdout is a TTY and ``CI`` is not set) progress lines carry symbols and, unless
-``NO_COLOR`` is set (https://no-color.org) or ``TERM=dumb``, colour. Elsewhere every line is
-plain text, one event per line, so logs read well and diff cleanly. Everything shown goes
-through ``journal._codec.mask`` first: secrets appear only when the user asks for them.
+On a terminal (stdout is a TTY and ``CI`` is not set) a run shows a live ``done/total`` counter
+on one line rewritten in place, with a line above it for each resource that changed or failed;
+lines carry symbols and, unless ``NO_COLOR`` is set (https://no-color.org) or ``TERM=dumb``,
+colour. Elsewhere (a pipe, a CI log) every line is plain text, one per resource that changed or
+failed, so logs read well and diff cleanly; unchanged resources print nothing either way.
+Everything shown goes through ``journal._codec.mask`` first: secrets appear only when the user
+asks for them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -104,19 +109,42 @@ class Output:
         self.interactive = _isatty(sys.stdin)
         encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
         self.unicode = self.terminal and encoding.startswith("utf")
+        self._dumb = env.get("TERM") == "dumb"
         # re-entrant: a signal handler (``journal._interrupt``) prints from the main thread,
-        # possibly while that thread is inside echo()
+        # possibly while that thread is inside echo(); the one lock of the progress output too
         self._lock = threading.RLock()
+        #: the reporter whose counter line is on screen (or whose lines wait to be written)
+        self._live: ProgressReporter | None = None
+
+    @property
+    def live(self) -> bool:
+        """Progress as a counter line rewritten in place (a terminal that moves its cursor;
+        with ``--json``, only if stderr is one too)."""
+        return (
+            self.terminal
+            and not self._dumb
+            and (not self.progress_to_stderr or _isatty(sys.stderr))
+        )
 
     # --- writing -----------------------------------------------------------------------
 
     def echo(self, text: str = "") -> None:
         with self._lock:
+            self.clear_live()
             click.echo(text, color=self.color)
 
     def err(self, text: str) -> None:
         with self._lock:
+            self.clear_live()
             click.echo(text, err=True, color=self.color)
+
+    def clear_live(self) -> None:
+        """Before any other line: write the progress lines still waiting and take the
+        counter line off the screen (the next progress draws it again)."""
+        with self._lock:
+            live, self._live = self._live, None
+            if live is not None:
+                live.suspend()
 
     def warn(self, text: str) -> None:
         self.err(self.style("warning: ", fg="yellow", bold=True) + text)
@@ -131,6 +159,17 @@ class Output:
         return ProgressReporter(self)
 
 
+#: the Output whose counter line may be on screen: ``clear_live()`` for code that prints
+#: without an Output (the error handler of ``journal.cli._main``)
+_on_screen: Output | None = None
+
+
+def clear_live() -> None:
+    """Take a run's counter line off the screen, if one is there, before printing."""
+    if _on_screen is not None:
+        _on_screen.clear_live()
+
+
 def _isatty(stream: Any) -> bool:
     try:
         return bool(stream.isatty())
@@ -138,12 +177,45 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
+#: at most this often (seconds) the counter line is redrawn; a change waits for the next draw
+REDRAW_INTERVAL = 0.1
+#: carriage return + clear to the end of the line: the counter line is rewritten in place
+_CLEAR = "\r\x1b[K"
+#: the redraws' clock and timer (tests replace them to count redraws)
+_clock = time.monotonic
+_Timer = threading.Timer
+
+
 class ProgressReporter:
-    """The engine's ``Reporter``: one line when a provider call starts, one when it ends."""
+    """The engine's ``Reporter`` (and ``Progress``), one per run (or per command).
+
+    On a terminal (``Output.live``): a ``done/total`` counter on one line rewritten in place
+    at most every ``REDRAW_INTERVAL`` (and once more when the last resource settles), with a
+    line above it for each resource that changed or failed, written with the next redraw: one
+    write per redraw, whatever N. Elsewhere: one line per resource that changed or failed,
+    as it ends. Nothing when a call starts; nothing for an unchanged resource.
+
+    Everything happens under the Output's lock (calls come from the engine's worker threads);
+    ``Output.echo``/``err`` take the counter off the screen before writing their line."""
 
     def __init__(self, out: Output) -> None:
         self.out = out
-        self.finished: list[tuple[str, str, float, str | None]] = []
+        self.live = out.live
+        self.total = 0
+        self.done = 0
+        self.running = 0
+        self.failed = 0
+        #: calls started and not ended, by (resource, action) (a forget makes no call)
+        self._started: dict[tuple[str, str], int] = {}
+        self._waiting: list[str] = []
+        self._shown = False
+        self._dirty = False
+        self._drawn_at = -REDRAW_INTERVAL
+        self._timer: threading.Timer | None = None
+        #: a counter wider than the terminal would wrap, and ``\r`` only rewrites its last row
+        self._width = shutil.get_terminal_size().columns - 1 if self.live else 0
+
+    # --- Reporter ------------------------------------------------------------------------
 
     def resource(
         self,
@@ -154,40 +226,146 @@ class ProgressReporter:
         seconds: float,
         error: str | None,
     ) -> None:
-        doing, done = VERBS.get(action, (action, action))
-        what = f"{resource} ({type_name})"
-        out = self.out
         if phase == "start":
-            if out.terminal:
-                mark = out.style(out.symbol("…", "..."), dim=True)
-                self._echo(f"  {mark} {doing} {what}")
-            else:
-                self._echo(f"{doing} {what}")
+            if self.live:
+                with self.out._lock:
+                    key = (resource, action)
+                    self._started[key] = self._started.get(key, 0) + 1
+                    self.running += 1
+                    self._changed()
             return
-        self.finished.append((resource, action, seconds, error))
-        timing = f"{seconds:.2f}s"
-        if phase == "failed" or error is not None:
-            if out.terminal:
-                mark = out.style(out.symbol("✗", "x"), fg="red", bold=True)
-                self._echo(f"  {mark} {action} failed: {what} after {timing}: {error}")
-            else:
-                self._echo(f"{action} failed: {what} after {timing}: {error}")
+        failed = phase == "failed" or error is not None
+        line = self._line(resource, type_name, action, seconds, error if failed else None)
+        if not self.live:
+            self._echo(line)
             return
-        if out.terminal:
-            color = PLAN_MARK.get(action, ("", "green"))[1]
-            mark = out.style(out.symbol("✓", "ok"), fg=color, bold=True)
-            self._echo(f"  {mark} {done} {what} " + out.style(timing, dim=True))
-        else:
-            self._echo(f"{done} {what} in {timing}")
+        with self.out._lock:
+            key = (resource, action)
+            started = self._started.pop(key, 0)
+            if started:
+                self.running -= 1
+                if started > 1:
+                    self._started[key] = started - 1
+            self.failed += failed
+            self._waiting.append(line)
+            self._changed()
 
     def message(self, text: str) -> None:
         self._echo(self.out.style(text, dim=True) if self.out.terminal else text)
+
+    # --- Progress ------------------------------------------------------------------------
+
+    def expect(self, count: int) -> None:
+        if self.live and count:
+            with self.out._lock:
+                self.total += count
+                self._changed()
+
+    def settled(self) -> None:
+        if self.live:
+            with self.out._lock:
+                self.done += 1
+                self._changed(final=self.done >= self.total)
+
+    # --- lines -----------------------------------------------------------------------------
+
+    def _line(
+        self, resource: str, type_name: str, action: str, seconds: float, error: str | None
+    ) -> str:
+        what = f"{resource} ({type_name})"
+        timing = f"{seconds:.2f}s"
+        out = self.out
+        if error is not None:
+            if out.terminal:
+                mark = out.style(out.symbol("✗", "x"), fg="red", bold=True)
+                return f"  {mark} {action} failed: {what} after {timing}: {error}"
+            return f"{action} failed: {what} after {timing}: {error}"
+        done = VERBS.get(action, (action, action))[1]
+        if out.terminal:
+            color = PLAN_MARK.get(action, ("", "green"))[1]
+            mark = out.style(out.symbol("✓", "ok"), fg=color, bold=True)
+            return f"  {mark} {done} {what} " + out.style(timing, dim=True)
+        return f"{done} {what} in {timing}"
+
+    def counter_text(self) -> str:
+        """``  412/1000 done, 64 in progress, 1 failed``"""
+        text = f"  {self.done}/{self.total} done"
+        if self.running:
+            text += f", {self.running} in progress"
+        if self.failed:
+            text += f", {self.failed} failed"
+        return self.out.style(text[: max(self._width, 20)], dim=True)
 
     def _echo(self, text: str) -> None:
         if self.out.progress_to_stderr:
             self.out.err(text)
         else:
             self.out.echo(text)
+
+    # --- the counter line (terminal; under the Output's lock) --------------------------------
+
+    def _changed(self, final: bool = False) -> None:
+        global _on_screen
+        out = self.out
+        if out._live is not self:
+            out.clear_live()  # another run's counter (journal dev): its lines first
+            out._live = self  # what waits here is written before any other line
+            _on_screen = out
+        self._dirty = True
+        now = _clock()
+        wait = self._drawn_at + REDRAW_INTERVAL - now
+        if final or wait <= 0:
+            self._draw(now)
+        elif self._timer is None:
+            # draw what changed in the meantime even if nothing else happens (a long call)
+            timer = self._timer = _Timer(wait, self._tick)
+            timer.args = (timer,)
+            timer.daemon = True
+            timer.start()
+
+    def _tick(self, timer: threading.Timer) -> None:
+        with self.out._lock:
+            if timer is not self._timer:
+                return  # cancelled, or replaced, while it waited for the lock
+            self._timer = None
+            if self._dirty:
+                self._draw(_clock())
+
+    def _draw(self, now: float) -> None:
+        if self._timer is not None:  # this draw shows what it was waiting for
+            self._timer.cancel()
+            self._timer = None
+        parts = [_CLEAR] if self._shown else []
+        parts += [line + "\n" for line in self._waiting]
+        self._waiting.clear()
+        self._shown = self.total > 0
+        if self._shown:
+            parts.append(self.counter_text())
+        self._write("".join(parts))
+        if not self._shown and self.out._live is self:
+            self.out._live = None
+        self._dirty = False
+        self._drawn_at = now
+
+    def suspend(self) -> None:
+        """Write the lines still waiting and clear the counter line (``Output.clear_live``)."""
+        with self.out._lock:
+            parts = [_CLEAR] if self._shown else []
+            parts += [line + "\n" for line in self._waiting]
+            self._waiting.clear()
+            self._shown = self._dirty = False
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if parts:
+                self._write("".join(parts))
+
+    def _write(self, text: str) -> None:
+        if not text:
+            return
+        stream = sys.stderr if self.out.progress_to_stderr else sys.stdout
+        stream.write(text)
+        stream.flush()
 
 
 # --- formatting ----------------------------------------------------------------------------

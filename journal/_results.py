@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ._refs import Ref, find_refs
 from ._secret import Secret
 
-__all__ = ["Change", "Desired", "Ref", "Reporter", "RunResult", "Silent"]
+__all__ = ["Change", "Desired", "Progress", "Ref", "Reporter", "RunResult", "Silent"]
 
 
 @dataclass
@@ -79,7 +79,12 @@ class RunResult:
 
 
 class Reporter(Protocol):
-    """Progress sink (the CLI prints; tests collect)."""
+    """Progress sink (the CLI prints; tests collect).
+
+    ``resource`` is called when a provider call starts (``phase`` ``"start"``) and when it
+    ends (``"done"`` or ``"failed"``, with its duration and error); a resource found unchanged
+    makes no call and is not reported. A reporter that also wants to count every resource
+    implements :class:`Progress` as well (optional)."""
 
     def resource(
         self,
@@ -92,6 +97,19 @@ class Reporter(Protocol):
     ) -> None: ...
 
     def message(self, text: str) -> None: ...
+
+
+@runtime_checkable
+class Progress(Protocol):
+    """Optional for a :class:`Reporter`: how many resources a run will settle, and each one
+    settled (changed, unchanged, failed or skipped), for a ``done/total`` counter.
+
+    ``expect`` may be called more than once in a run (a program declares in batches, then
+    orphans are deleted); ``settled`` is called from the engine's worker threads."""
+
+    def expect(self, count: int) -> None: ...
+
+    def settled(self) -> None: ...
 
 
 class Silent:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -410,3 +411,62 @@ def test_a_state_read_for_its_binding_is_handed_to_the_run_once(journal_path: Pa
         assert fresh.seq == jr.head()[0]
         ok, _ = rebuild_and_check(jr, "demo/dev")
         assert ok
+
+
+class Counting:
+    """A reporter that also counts (``journal._results.Progress``)."""
+
+    def __init__(self) -> None:
+        self.expected = 0
+        self.settled_count = 0
+        self.lines: list[tuple[str, str, str]] = []
+
+    def resource(
+        self, resource: str, type_name: str, action: str, phase: str, s: float, e: str | None
+    ) -> None:
+        self.lines.append((resource, action, phase))
+
+    def message(self, text: str) -> None:
+        pass
+
+    def expect(self, count: int) -> None:
+        self.expected += count
+
+    def settled(self) -> None:
+        self.settled_count += 1
+
+
+def test_a_counting_reporter_is_told_every_resource_that_settles(
+    journal_path: Path, cloud: mp.Cloud
+) -> None:
+    def build(app: journal.App) -> None:
+        Thing("child", parent=Thing("parent"))
+        Thing("ok")
+        Thing("same")
+
+    def counted(build: Any) -> Counting:
+        reporter = Counting()
+        with run_settings(RunSettings(reporter=reporter)), contextlib.suppress(journal.RunError):
+            deploy(journal_path, build)
+        return reporter
+
+    deploy(journal_path, lambda app: (Thing("same"), Thing("old")))
+    cloud.fail_names = {"demo-parent-dev"}
+    # a failure, a skip (its dependent), a creation, a no-op: four settle; no orphan deleted
+    failing = counted(build)
+    assert (failing.expected, failing.settled_count) == (4, 4)
+    assert ("same", "noop", "done") not in failing.lines, "an unchanged resource: no line"
+    cloud.fail_names = set()
+    # then the orphan's deletion is counted too, once the declared ones settled
+    fixed = counted(build)
+    assert (fixed.expected, fixed.settled_count) == (5, 5)
+    assert ("old", "delete", "done") in fixed.lines
+
+    with Journal.open(journal_path) as jr:
+        from journal._engine import Run
+
+        reporter = Counting()
+        run = Run(jr, "demo", "dev", command="destroy", reporter=reporter)
+        run.begin()
+        run.destroy()
+    assert (reporter.expected, reporter.settled_count) == (4, 4)

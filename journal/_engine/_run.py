@@ -57,7 +57,7 @@ from .._projection import (
 from .._protocols import JournalLike as _Journal
 from .._provider import Context, Endpoint, Provider, close_shared, get_provider, make_context
 from .._refs import Ref, ref_to_json, resolve
-from .._results import Change, Desired, Reporter, RunResult, Silent
+from .._results import Change, Desired, Progress, Reporter, RunResult, Silent
 from .._secret import Secret, is_secret_json, secret_from_json, secret_to_json
 from .._settings import actor
 from .._surgery import Declaration, note_planned
@@ -326,6 +326,7 @@ class Run:
         queued, self._queued = self._queued, []
         if queued:
             graph = {rid: self._desired[rid].deps for rid in queued}
+            self._count(queued)
             self._schedule().start(graph, self._futures, self._reconcile)
 
     def wait(self, rid: str) -> Any:
@@ -335,6 +336,16 @@ class Run:
 
     def export(self, values: Mapping[str, Any]) -> None:
         self._exports = {k: encode(v) for k, v in values.items()}
+
+    def _count(self, keys: list[str]) -> None:
+        """A counting reporter (``Progress``) learns that ``keys`` will settle, then each
+        one as its future does (whatever settles it: a call, a no-op, a failure, a skip)."""
+        progress = self.reporter
+        if not isinstance(progress, Progress):
+            return
+        progress.expect(len(keys))
+        for key in keys:
+            self._futures[key].add_done_callback(lambda _fut: progress.settled())
 
     def _schedule(self) -> Scheduler:
         if self._scheduler is None:
@@ -619,6 +630,7 @@ class Run:
             return [(rid, str(cycle)) for rid in cycle.resources]
         for key in tasks:
             self._futures[key] = Future()
+        self._count(list(tasks))
         self._schedule().start(graph, self._futures, lambda key: self._delete_one(*tasks[key]))
         failures = []
         for key in tasks:
