@@ -575,7 +575,8 @@ def serve(
     in_main = threading.current_thread() is threading.main_thread()
     previous: Any = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
     try:
-        with contextlib.ExitStack() as stack:
+        # Ctrl-C at any moment, starting included, stops what started and says so
+        with contextlib.suppress(KeyboardInterrupt), contextlib.ExitStack() as stack:
             for service in emulators:
                 assert service.local is not None
                 options = LocalOptions(
@@ -596,9 +597,8 @@ def serve(
                 if service.api_url_env:
                     out.echo(f"  export {service.api_url_env}={endpoint.url}")
             out.echo("  any bearer token is accepted; Ctrl-C to stop")
-            with contextlib.suppress(KeyboardInterrupt):
-                while not stop.wait(0.5):
-                    pass
+            while not stop.wait(0.5):
+                pass
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)

@@ -375,3 +375,32 @@ def test_local_serve_prints_its_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0 and rest.rstrip().endswith("stopped")
+
+
+def test_local_serve_stops_cleanly_on_ctrl_c_while_starting(tmp_path: Path) -> None:
+    """Ctrl-C while the local APIs are still starting (the Cloudflare one is up, Prisma's is
+    starting) stops what started and exits 0, as it does once they all run."""
+    pytest.importorskip("pgserver")
+    import signal
+
+    exe = Path(sys.executable).parent / "journal"
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "journal.cli"]
+    args = ["local", "serve", "--port", "0", "--data-dir", str(tmp_path / "pg"), "--stop-postgres"]
+    proc = subprocess.Popen(
+        [*command, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path
+    )
+    try:
+        lines = []
+        while proc.stdout is not None:
+            lines.append(proc.stdout.readline())
+            if not lines[-1] or lines[-1].startswith("local Cloudflare API at"):
+                break
+        assert lines[-1].startswith("local Cloudflare API at"), lines
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in rest, rest
+    assert proc.returncode == 0 and rest.rstrip().endswith("stopped"), rest
