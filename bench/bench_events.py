@@ -312,9 +312,7 @@ def engine_runs(root: Path, n: int, runs: int) -> tuple[list[float], list[float]
             shutil.rmtree(location.parent, ignore_errors=True)
             location.parent.mkdir(parents=True)
             Journal.open(location, password=scale.PASSWORD).close()
-            sample, _ = scale.measure(
-                lambda: scale.deploy(program, location, "deploy", None), None
-            )
+            sample, _ = scale.measure(lambda: scale.deploy(program, location, "deploy", None), None)
             deploys.append(sample.cpu)
             with Journal.open(location, password=scale.PASSWORD, create=False) as jr:
                 made = jr.head()[0]
@@ -415,7 +413,10 @@ def main(argv: list[str] | None = None) -> int:
                 Metric(f"events.engine_destroy_cpu_s@{args.n}", x, "s", higher_is_better=False),
             ]
         load_end = scale.load_average()
-        tables["conditions"] = (["load average at the start", "at the end"], [[load_start, load_end]])
+        tables["conditions"] = (
+            ["load average at the start", "at the end"],
+            [[load_start, load_end]],
+        )
         print(f"# load average: start {load_start}, end {load_end}\n")
         if args.profile:
             print("## cProfile: Journal.append + fold, one thread, one event at a time")
