@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {args.runs} runs, interleaved, medians; {n:,} events per stage; load {load_start}\n")
     folder = Path(tempfile.mkdtemp(prefix="bench-events-", dir=args.dir))
     metrics: list[Metric] = []
-    tables: dict[str, tuple[list[str], list[list[object]]]] = {}
+    tables: dict[str, tuple[Sequence[str], Sequence[Sequence[object]]]] = {}
     try:
         keyed = _open(folder / "keys.db")  # a codec, a journal id and a genesis to work with
         stages: dict[str, tuple[Stage, str]] = {
