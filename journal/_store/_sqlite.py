@@ -124,8 +124,7 @@ _APPEND_HEAD_SQL: Final = (
 #: rows per INSERT statement (7 parameters each: well under SQLite's variable limit)
 _INSERT_ROWS: Final = 64
 _INSERT_SQL: Final = [
-    f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "
-    + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * count)
+    f"INSERT INTO events ({EVENT_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * count)
     for count in range(_INSERT_ROWS + 1)
 ]
 
