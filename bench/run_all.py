@@ -40,6 +40,7 @@ BASELINE = RESULTS / "baseline.json"
 #: script -> (extra arguments by default, with --quick, what it measures)
 SCRIPTS: dict[str, tuple[list[str], list[str], str]] = {
     "bench_journal": ([], ["--runs", "3"], "the journal store"),
+    "bench_events": ([], ["--runs", "3", "--engine-runs", "2"], "CPU per event, stage by stage"),
     "bench_scale": (
         ["--sweep", "8,16,64", "--sweep-runs", "3"],
         ["--runs", "3", "--noop-repeats", "2", "--latency-runs", "2"],

@@ -89,13 +89,17 @@ _GENESIS_TAG: Final = b"journal/genesis/v1"
 # --- canonical JSON ------------------------------------------------------------------------
 
 
+#: what ``json.dumps(value, sort_keys=True, ...)`` builds on every call, built once (the same
+#: bytes; it is on the path of every event)
+_CANONICAL: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(value: Any) -> bytes:
     """Serialize to canonical JSON: sorted keys, compact separators, UTF-8, no NaN."""
     try:
-        text = json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-        return text.encode("utf-8")
+        return _CANONICAL.encode(value).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise UsageError(f"cannot store this value in the journal: {exc}") from exc
 
@@ -114,7 +118,7 @@ class JsonSerializer:
     def dumps(self, value: Mapping[str, Any]) -> bytes:
         if not isinstance(value, Mapping):
             raise UsageError(f"a journal record must be a JSON object, not {type(value).__name__}")
-        return canonical_json(dict(value))
+        return canonical_json(value if type(value) is dict else dict(value))
 
     def loads(self, data: bytes) -> dict[str, Any]:
         value = json.loads(data.decode("utf-8"))

@@ -26,7 +26,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
 
@@ -151,12 +151,29 @@ class VerifyReport:
 # --- group commit --------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
 class _Pending:
-    request: AppendRequest
-    done: bool = False
-    rows: list[Row] = field(default_factory=list)
-    error: BaseException | None = None
+    """One caller's request in the queue, and how its thread is woken: a lock held from the
+    start, released once by whoever hands this caller its result or the lead."""
+
+    __slots__ = ("_wake", "abandoned", "done", "error", "lead", "request", "rows")
+
+    def __init__(self, request: AppendRequest) -> None:
+        self.request = request
+        self.done = False
+        #: this caller leads (commits batches) rather than waits
+        self.lead = False
+        #: its caller stopped waiting (interrupted): it is committed, but never leads
+        self.abandoned = False
+        self.rows: list[Row] = []
+        self.error: BaseException | None = None
+        self._wake = threading.Lock()
+        self._wake.acquire()
+
+    def wait(self) -> None:
+        self._wake.acquire()
+
+    def wake(self) -> None:
+        self._wake.release()
 
     def outcome(self) -> list[Row]:
         if self.error is not None:
@@ -171,36 +188,71 @@ class _GroupCommit:
     the queued requests (up to ``MAX_GROUP`` requests / ``MAX_GROUP_ROWS`` rows, at least one),
     commits them in one store call, hands every caller its own result and wakes them. Callers
     that queued meanwhile form the next batch. A leader serves batches until its own request
-    is done, then steps down and the next waiting caller takes over.
+    is done, then hands the lead to the oldest waiting caller (or steps down if none waits).
+
+    Each waiting caller sleeps on its own lock and is woken exactly once, by the leader that
+    finished its request or handed it the lead: a batch wakes only its own members, not
+    every thread waiting (a shared condition's ``notify_all`` woke them all, and every
+    wake-up is a context switch and a GIL hand-over).
     """
 
     def __init__(self, commit: Callable[[Sequence[AppendRequest]], list[AppendResult]]) -> None:
         self._store_commit = commit
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Pending] = []
         self._leading = False
 
     def submit(self, request: AppendRequest) -> list[Row]:
         mine = _Pending(request)
-        with self._cond:
+        with self._lock:
             self._queue.append(mine)
-            while self._leading and not mine.done:
-                self._cond.wait()
+            mine.lead = not self._leading
+            self._leading = True
+        if not mine.lead:
+            try:
+                mine.wait()
+            except BaseException:
+                self._abandon(mine)
+                raise
             if mine.done:
                 return mine.outcome()
-            self._leading = True
         try:
             # `mine` is still queued: every earlier leader finished its batches before leaving
             while not mine.done:
                 self._commit(self._take())
         finally:
-            with self._cond:
-                self._leading = False
-                self._cond.notify_all()
+            self._hand_over()
         return mine.outcome()
 
+    def _hand_over(self) -> None:
+        """The leader leaves: the oldest caller still waiting leads next, if any."""
+        with self._lock:
+            heir = self._heir()
+        if heir is not None:
+            heir.wake()
+
+    def _heir(self) -> _Pending | None:
+        """(Under the lock.) Give the lead to the oldest caller still waiting; with none,
+        nobody leads (requests left queued by interrupted callers wait for the next one)."""
+        heir = next((p for p in self._queue if not p.abandoned), None)
+        if heir is None:
+            self._leading = False
+        else:
+            heir.lead = True
+        return heir
+
+    def _abandon(self, mine: _Pending) -> None:
+        """A waiting caller was interrupted (KeyboardInterrupt in the main thread). Its
+        request stays queued, as a leader may be committing it already, and is committed
+        with the next batch; if it had just been handed the lead, the lead goes on."""
+        with self._lock:
+            mine.abandoned = True
+            heir = self._heir() if mine.lead and not mine.done else None
+        if heir is not None:
+            heir.wake()
+
     def _take(self) -> list[_Pending]:
-        with self._cond:
+        with self._lock:
             count = rows = 0
             for pending in self._queue:
                 size = len(pending.request.plaintexts)
@@ -230,15 +282,16 @@ class _GroupCommit:
         else:
             self._finish(batch, results)
 
-    def _finish(self, batch: list[_Pending], results: Sequence[AppendResult | Exception]) -> None:
-        with self._cond:
-            for pending, result in zip(batch, results, strict=True):
-                if isinstance(result, list):
-                    pending.rows = result
-                else:
-                    pending.error = result
-                pending.done = True
-            self._cond.notify_all()
+    @staticmethod
+    def _finish(batch: list[_Pending], results: Sequence[AppendResult | Exception]) -> None:
+        for pending, result in zip(batch, results, strict=True):
+            if isinstance(result, list):
+                pending.rows = result
+            else:
+                pending.error = result
+            pending.done = True
+            if not pending.lead:  # the leader's own request: nobody waits for it
+                pending.wake()
 
 
 # --- the journal ---------------------------------------------------------------------------

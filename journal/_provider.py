@@ -445,10 +445,21 @@ def register_service(service: Service) -> Service:
     return service
 
 
+#: prefixes whose entry points were looked up (and loaded) already: the installed packages
+#: do not change under a running process, and a scan costs milliseconds (a provider with no
+#: service, or no entry point, would otherwise pay one per resource)
+_SCANNED: set[str] = set()
+
+
 def _load_entry_point(prefix: str) -> None:
+    with _LOCK:
+        if prefix in _SCANNED:
+            return
     for ep in entry_points(group="journal.providers"):
         if ep.name == prefix:
             ep.load()
+    with _LOCK:
+        _SCANNED.add(prefix)  # only once loaded: a failure is raised again next time
 
 
 def get_service(name: str) -> Service | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from journal._errors import ConflictError, LockedError, StorageError
-from journal._journal import Journal, KdfParams, _GroupCommit
+from journal._journal import Journal, KdfParams, _GroupCommit, _Pending
 from journal._store import AppendRequest, AppendResult, Row
 
 PASSWORD = "concurrency-test password"
@@ -161,6 +161,103 @@ def test_group_commit_failure_reaches_every_member() -> None:
         group.submit(AppendRequest("s", None, [b"x"]))
     with pytest.raises(StorageError):  # and the next caller can lead again
         group.submit(AppendRequest("s", None, [b"y"]))
+
+
+def _rows(requests: Sequence[AppendRequest]) -> list[AppendResult]:
+    return [[Row(0, r.stream, 0, "k", b"", b"", p) for p in r.plaintexts] for r in requests]
+
+
+def test_group_commit_wakes_each_waiter_once_with_its_own_result() -> None:
+    """Many threads, a slow store: every caller gets its own rows back, the store saw each
+    request exactly once, and the lead passes from caller to caller without a shared wake-up."""
+    seen: list[bytes] = []
+    lock = threading.Lock()
+
+    def commit(requests: Sequence[AppendRequest]) -> list[AppendResult]:
+        time.sleep(0.001)
+        with lock:
+            seen.extend(p for r in requests for p in r.plaintexts)
+        return _rows(requests)
+
+    group = _GroupCommit(commit)
+    got: dict[bytes, bytes] = {}
+    barrier = threading.Barrier(12)
+
+    def work(n: int) -> None:
+        barrier.wait()
+        for i in range(20):
+            name = f"{n}-{i}".encode()
+            (row,) = group.submit(AppendRequest("s", None, [name]))
+            got[name] = row.data
+
+    pool = [threading.Thread(target=work, args=(n,)) for n in range(12)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(30)
+    assert not any(t.is_alive() for t in pool)
+    assert len(seen) == len(set(seen)) == 240
+    assert all(name == data for name, data in got.items()) and len(got) == 240
+    assert group._queue == [] and not group._leading
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
+def test_group_commit_survives_an_interrupted_waiter() -> None:
+    """Ctrl-C in the main thread while it waits for a leader: its request stays queued (a
+    leader may be committing it already), it is never handed the lead (nobody would use
+    it), and the group goes on serving callers."""
+    gate = threading.Event()
+    batches: list[list[bytes]] = []
+
+    def commit(requests: Sequence[AppendRequest]) -> list[AppendResult]:
+        batches.append([p for r in requests for p in r.plaintexts])
+        if len(batches) == 1:
+            gate.wait(10)
+        return _rows(requests)
+
+    group = _GroupCommit(commit)
+    leader = threading.Thread(target=group.submit, args=(AppendRequest("s", None, [b"a"]),))
+    leader.start()
+    while not batches:
+        time.sleep(0.001)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(KeyboardInterrupt):
+            group.submit(AppendRequest("s", None, [b"main"]))  # waits behind the leader
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    gate.set()
+    leader.join(10)
+    assert not leader.is_alive()
+    # the interrupted request stayed queued and goes with the next caller's batch
+    assert group.submit(AppendRequest("s", None, [b"after"]))[0].data == b"after"
+    assert batches[1:] == [[b"main", b"after"]]
+    assert group._queue == [] and not group._leading
+
+
+def test_group_commit_interrupted_heir_passes_the_lead_on() -> None:
+    """A waiting caller handed the lead and interrupted before it could use it passes the
+    lead to the next waiting caller (else every later append would wait forever)."""
+    group = _GroupCommit(_rows)
+    heir, other = (_Pending(AppendRequest("s", None, [x])) for x in (b"h", b"o"))
+    group._queue[:] = [heir, other]
+    group._leading = True
+    heir.lead = True  # the leader handed over, then the heir's thread was interrupted
+    group._abandon(heir)
+    assert other.lead
+    other.wait()  # it was woken (else this blocks: the test times out)
+    other.lead = False
+    group._queue[:] = [heir]
+    group._abandon(heir)  # nobody else waits: nobody leads until the next caller comes
+    assert group._leading is False
+    assert group.submit(AppendRequest("s", None, [b"next"]))[0].data == b"next"
+    assert heir.done and group._queue == []  # the abandoned request went with that batch
 
 
 # --- processes -----------------------------------------------------------------------------

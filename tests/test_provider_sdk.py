@@ -246,3 +246,30 @@ def test_the_public_sdk_surface() -> None:
     for name in ("Provider", "Context", "Resource", "Ref", "Secret", "Service", "Credential"):
         assert name in sdk.__all__
     assert sdk.Resource is journal.Resource
+
+
+def test_a_type_without_a_service_scans_the_entry_points_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The context of a resource whose provider declares no service looked for that service's
+    entry point on every call: a scan of every installed package's metadata (milliseconds) per
+    resource. Installed packages do not change under a running process: once is enough."""
+    from journal import _provider
+
+    scans: list[str] = []
+    real = _provider.entry_points
+
+    def counting(**kwargs: Any) -> Any:
+        scans.append(kwargs["group"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(_provider, "entry_points", counting)
+    monkeypatch.setattr(_provider, "_SCANNED", set(), raising=False)
+    for rid in ("a", "b", "c"):
+        ctx = _provider.make_context("noservice.Thing", app=APP, stage="dev", resource=rid)
+        assert ctx.resource == rid
+    assert scans == ["journal.providers"]
+    for _ in range(2):  # an unknown type is still refused, every time
+        with pytest.raises(journal.UsageError, match="no provider for resource type"):
+            _provider.get_provider("noservice.Thing")
+    assert len(scans) == 1

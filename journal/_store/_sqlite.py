@@ -111,7 +111,22 @@ SELECT name FROM s WHERE name IS NOT NULL
 """
 _SNAPSHOT_STREAMS_SQL: Final = _STREAMS_SQL.replace("events", "snapshots")
 _VERSION_SQL: Final = "SELECT MAX(version) FROM events WHERE stream = ?"
-_INSERT_EVENTS_SQL: Final = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+# An append reads the head and the version of its (first) stream in one statement, and
+# inserts its rows in multi-row statements: Python's sqlite3 releases the GIL around every
+# statement step, and under group commit each release hands the GIL (and the core) to another
+# thread that the leader then waits to get it back from. One step per row made that a thread
+# switch or more per event.
+_APPEND_HEAD_SQL: Final = (
+    "SELECT (SELECT seq FROM events ORDER BY seq DESC LIMIT 1), "
+    "(SELECT hash FROM events ORDER BY seq DESC LIMIT 1), "
+    "(SELECT MAX(version) FROM events WHERE stream = ?)"
+)
+#: rows per INSERT statement (7 parameters each: well under SQLite's variable limit)
+_INSERT_ROWS: Final = 64
+_INSERT_SQL: Final = [
+    f"INSERT INTO events ({EVENT_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * count)
+    for count in range(_INSERT_ROWS + 1)
+]
 
 # Primary SQLite result codes (https://www.sqlite.org/rescode.html)
 _SQLITE_PERM: Final = 3
@@ -610,12 +625,20 @@ class SQLiteStore(Store):
         self, requests: Sequence[AppendRequest], seal: RowSealer, genesis: bytes
     ) -> list[AppendResult]:
         def tx(conn: sqlite3.Connection) -> tuple[list[AppendResult], list[Row]]:
-            head = conn.execute(_HEAD_SQL).fetchone()
-            planned = plan_append(
-                requests, seal, head, genesis, lambda stream: _stream_version(conn, stream)
-            )
-            if planned[1]:
-                conn.executemany(_INSERT_EVENTS_SQL, event_params(planned[1]))
+            first = requests[0].stream if requests else ""
+            seq, hash_, version = conn.execute(_APPEND_HEAD_SQL, (first,)).fetchone()
+            versions = {first: 0 if version is None else int(version)}
+
+            def stream_version(stream: str) -> int:
+                found = versions.get(stream)
+                return _stream_version(conn, stream) if found is None else found
+
+            head = None if seq is None else (seq, hash_)
+            planned = plan_append(requests, seal, head, genesis, stream_version)
+            params = event_params(planned[1])
+            for start in range(0, len(params), _INSERT_ROWS):
+                chunk = params[start : start + _INSERT_ROWS]
+                conn.execute(_INSERT_SQL[len(chunk)], [value for row in chunk for value in row])
             return planned
 
         with self._write_lock:
