@@ -92,7 +92,7 @@ class _Connection(http.client.HTTPConnection):
     reused: bool = False
     idle_since: float = 0.0
 
-    def send(self, data: Any) -> None:  # noqa: ANN401 - http.client's own signature
+    def send(self, data: Any) -> None:
         if self.sock is None:
             self.connect()
         assert self.sock is not None
@@ -152,8 +152,7 @@ class _Body(httpx.SyncByteStream):
         except http.client.IncompleteRead as exc:
             self._discard()
             raise httpx.RemoteProtocolError(
-                "peer closed connection without sending complete message body "
-                f"({_describe(exc)})",
+                f"peer closed connection without sending complete message body ({_describe(exc)})",
                 request=self._request,
             ) from exc
         except TimeoutError as exc:
@@ -203,7 +202,7 @@ class LeanTransport(httpx.BaseTransport):
         self,
         *,
         verify: ssl.SSLContext | str | bool = True,
-        cert: Any = None,  # noqa: ANN401 - httpx's CertTypes
+        cert: Any = None,
         trust_env: bool = True,
         max_idle_per_origin: int | None = None,
         keepalive_expiry: float = 30.0,
@@ -214,7 +213,9 @@ class LeanTransport(httpx.BaseTransport):
         self._ssl_context: ssl.SSLContext | None = None
         self._ssl_lock = threading.Lock()
         self._idle: dict[_Origin, list[_Connection]] = {}
-        self.max_idle_per_origin = sys.maxsize if max_idle_per_origin is None else max_idle_per_origin
+        self.max_idle_per_origin = (
+            sys.maxsize if max_idle_per_origin is None else max_idle_per_origin
+        )
         self.keepalive_expiry = keepalive_expiry
         self._closed = False
 
