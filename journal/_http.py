@@ -27,7 +27,8 @@ A provider's API client holds an :class:`HttpClient` and keeps only what is its 
 - ``ErrorDetail(message, code, hint)``: what ``describe_error(response)`` reads from an error
   body (``json_error_detail`` reads ``{"error": {"message", "code", "hint"}}``);
   ``parse_retry_after(value)``; ``segment(value)`` (an id as one path segment); ``short(text)``;
-  ``default_http_client(timeout_s)``.
+  ``default_http_client(timeout_s)`` (httpx on ``journal._transport.LeanTransport``, or on
+  httpx's own pool with ``JOURNAL_HTTP_TRANSPORT=httpx``).
 
 **Retries** use exponential backoff with "equal jitter" (``backoff_s * 2**n``, capped by
 ``max_backoff_s``: half of it fixed, half random), or exactly the server's ``Retry-After``
