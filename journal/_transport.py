@@ -35,7 +35,8 @@ processed). Any failure after a byte was written is raised, never retried here: 
 send a request again (a ``POST`` the server may have acted on) is ``journal._http``'s decision.
 
 **Errors** are httpx's, as its own transport raises them: ``ConnectError`` /
-``ConnectTimeout`` (nothing of the request was sent), ``WriteError`` / ``WriteTimeout`` (while
+``ConnectTimeout`` (nothing of the request was sent: also a new connection that fails before
+the first byte is written), ``WriteError`` / ``WriteTimeout`` (while
 sending), ``ReadTimeout``, ``RemoteProtocolError`` (the server closed the connection without an
 answer, or in the middle of one), ``ReadError`` (another failure while reading),
 ``LocalProtocolError`` (a request ``http.client`` refuses to write).
@@ -54,6 +55,7 @@ proxies only when no ``transport=`` is given.
 from __future__ import annotations
 
 import http.client
+import math
 import select
 import socket
 import ssl
@@ -89,7 +91,6 @@ class _Connection(http.client.HTTPConnection):
     request and connects with the connect timeout."""
 
     sent: int = 0
-    reused: bool = False
     idle_since: float = 0.0
 
     def send(self, data: Any) -> None:
@@ -155,10 +156,13 @@ class _Body(httpx.SyncByteStream):
                 f"peer closed connection without sending complete message body ({_describe(exc)})",
                 request=self._request,
             ) from exc
+        except (http.client.HTTPException, ValueError) as exc:  # a malformed chunk
+            self._discard()
+            raise httpx.RemoteProtocolError(_describe(exc), request=self._request) from exc
         except TimeoutError as exc:
             self._discard()
             raise httpx.ReadTimeout(_describe(exc), request=self._request) from exc
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except OSError as exc:
             self._discard()
             raise httpx.ReadError(_describe(exc), request=self._request) from exc
         self._release()
@@ -258,7 +262,6 @@ class LeanTransport(httpx.BaseTransport):
             ):
                 conn.close()
                 continue
-            conn.reused = True
             return conn
 
     def _new(self, origin: _Origin, connect_timeout: float | None) -> _Connection:
@@ -322,7 +325,9 @@ class LeanTransport(httpx.BaseTransport):
         try:
             response = self._exchange(conn, request, body, timeouts)
         except _NothingSent as exc:
-            raise httpx.WriteError(_describe(exc.cause), request=request) from exc.cause
+            # dropped right after connecting: not one byte went out, as a refused connection
+            message = f"connection closed before the request was sent: {_describe(exc.cause)}"
+            raise httpx.ConnectError(message, request=request) from exc.cause
         return self._response(origin, conn, response, request)
 
     def _connect(self, conn: _Connection, request: httpx.Request) -> None:
@@ -452,6 +457,6 @@ def lean_http_client(
     transport = LeanTransport(
         trust_env=trust_env,
         max_idle_per_origin=limits.max_keepalive_connections,
-        keepalive_expiry=30.0 if limits.keepalive_expiry is None else limits.keepalive_expiry,
+        keepalive_expiry=math.inf if limits.keepalive_expiry is None else limits.keepalive_expiry,
     )
     return httpx.Client(timeout=timeout, transport=transport, mounts=mounts, trust_env=trust_env)

@@ -4,6 +4,7 @@ small threaded server on its own port and scripts what it answers."""
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import socket
 import ssl
 import threading
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from journal import _transport
 from journal._errors import TransportError, UsageError
 from journal._http import HttpClient, default_http_client, http_transport
 from journal._transport import LeanTransport, environment_proxy_mounts, lean_http_client
@@ -318,6 +320,29 @@ def test_a_post_written_to_a_closed_connection_is_not_sent_again(
     assert [m for m, *_ in server.requests] == ["GET"]
 
 
+def test_a_new_connection_failing_before_a_byte_is_written_is_a_connect_error(
+    server: _Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing of the request left: as a refused connection, so HttpClient may send a POST
+    again."""
+    connect = _transport._Connection.connect
+    broken: list[int] = []
+
+    def connect_once_broken(self: _transport._Connection) -> None:
+        connect(self)
+        if not broken:
+            assert self.sock is not None
+            self.sock.shutdown(socket.SHUT_WR)
+            broken.append(1)
+
+    monkeypatch.setattr(_transport._Connection, "connect", connect_once_broken)
+    sleeps: list[float] = []
+    with HttpClient(server.url, max_retries=2, sleep=sleeps.append) as api:
+        assert api.request("create", "POST", "/things", json={"n": 1}).status_code == 200
+    assert [m for m, *_ in server.requests] == ["POST"]
+    assert len(sleeps) == 1  # one ConnectError, retried
+
+
 def test_server_closing_without_an_answer(server: _Server) -> None:
     server.behaviour = _Handler.drop
     with HttpClient(server.url, max_retries=2, sleep=lambda s: None) as api:
@@ -360,6 +385,19 @@ def test_server_closing_in_the_middle_of_a_chunked_body(
         client.get(server.url)
 
 
+def test_a_malformed_chunk_is_a_protocol_error(server: _Server, client: httpx.Client) -> None:
+    def bad(handler: _Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        handler.wfile.write(b"zz\r\nnot a size\r\n0\r\n\r\n")
+
+    server.behaviour = bad
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.get(server.url)
+    assert _lean(client).idle_connections() == 0
+
+
 def test_a_malformed_answer_is_a_protocol_error(server: _Server, client: httpx.Client) -> None:
     def garbage(handler: _Handler) -> None:
         handler.wfile.write(b"NOT HTTP AT ALL\r\n\r\n")
@@ -382,21 +420,21 @@ def _unused_port() -> int:
 def test_nothing_listening_is_a_connect_error_and_a_post_is_retried() -> None:
     url = f"http://127.0.0.1:{_unused_port()}"
     sleeps: list[float] = []
-    with HttpClient(url, max_retries=2, sleep=sleeps.append) as api:
-        with pytest.raises(TransportError, match="ConnectError.*gave up after 3 attempts") as info:
-            api.request("create", "POST", "/things", json={})
+    api = HttpClient(url, max_retries=2, sleep=sleeps.append)
+    with api, pytest.raises(TransportError, match=r"ConnectError.*after 3 attempts") as info:
+        api.request("create", "POST", "/things", json={})
     assert isinstance(info.value.__cause__, httpx.ConnectError)
     assert len(sleeps) == 2
 
 
 def test_a_server_that_never_answers_is_a_read_timeout(server: _Server) -> None:
     server.behaviour = lambda h: server.release.wait(30)
-    with httpx.Client(transport=LeanTransport(), timeout=httpx.Timeout(10.0, read=0.2)) as c:
-        with pytest.raises(httpx.ReadTimeout):
-            c.post(server.url, json={})
-    with HttpClient(server.url, timeout_s=0.2, max_retries=2) as api:
-        with pytest.raises(TransportError, match="ReadTimeout.*not retried"):
-            api.request("create", "POST", "/things", json={})
+    c = httpx.Client(transport=LeanTransport(), timeout=httpx.Timeout(10.0, read=0.2))
+    with c, pytest.raises(httpx.ReadTimeout):
+        c.post(server.url, json={})
+    api = HttpClient(server.url, timeout_s=0.2, max_retries=2)
+    with api, pytest.raises(TransportError, match=r"ReadTimeout.*not retried"):
+        api.request("create", "POST", "/things", json={})
     assert len(server.requests) == 2
 
 
@@ -449,7 +487,7 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -483,17 +521,17 @@ def test_tls_uses_the_certificates_httpx_would_trust(
     url = server.url.replace("http://", "https://")
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    with httpx.Client(transport=LeanTransport(), timeout=10.0) as c:  # certifi's bundle
-        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-            c.get(url)
+    c = httpx.Client(transport=LeanTransport(), timeout=10.0)  # certifi's bundle
+    with c, pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        c.get(url)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # as httpx: trusted with trust_env
     with httpx.Client(transport=LeanTransport(), timeout=10.0) as c:
         for _ in range(3):
             assert c.get(url).json() == {"ok": True}
     assert len(server.ports()) == 1
-    with httpx.Client(transport=LeanTransport(trust_env=False), timeout=10.0) as c:
-        with pytest.raises(httpx.ConnectError):
-            c.get(url)
+    c = httpx.Client(transport=LeanTransport(trust_env=False), timeout=10.0)
+    with c, pytest.raises(httpx.ConnectError):
+        c.get(url)
     monkeypatch.delenv("SSL_CERT_FILE")
     with httpx.Client(transport=LeanTransport(verify=False), timeout=10.0) as c:
         assert c.get(url).status_code == 200
