@@ -54,6 +54,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    disable_nagle_algorithm = True  # no delayed-ACK wait between headers and body
 
     @property
     def protocol_version(self) -> str:  # type: ignore[override]
