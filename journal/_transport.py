@@ -10,12 +10,14 @@ CPU at N = 1,000 (``bench/bench_http.py``).
 takes the most recently used one (LIFO: the warmest; the surplus of a burst ages out) and
 puts it back once its response has been read to the end. Taking and putting back are single
 ``list.pop`` / ``list.append`` calls, atomic under the GIL: no lock, no scan. A stack per
-origin rather than one connection per thread, because the engine starts a new thread pool
-for every run (and ``destroy`` runs twice: the preview and the run): connections held by
-threads would die with them and every run would pay its TCP and TLS handshakes again, while a
-shared stack carries them over. The number of connections open at once is the number of
-requests in flight (the engine's concurrency bounds it); at most ``max_idle_per_origin`` are
-kept, idle ones for ``keepalive_expiry`` seconds. There is no pool to wait for, so no
+origin rather than a connection per thread (``threading.local``): a connection is held only
+while a request uses it, so a thread busy with something else (the engine's bookkeeping, a
+provider's wait between polls) holds none and the connections open are at most the requests
+in flight, not the threads that ever sent one; connections do not depend on which threads
+send (threads come and go: the engine starts a pool per run, other callers their own), and
+``close()`` closes every idle one at once, where connections in thread-local storage would
+wait for their threads to end. At most ``max_idle_per_origin`` are kept, each for
+``keepalive_expiry`` seconds. There is no pool to wait for, so no
 ``PoolTimeout`` and no encode/httpcore#1110.
 
 **TLS** uses the context ``httpx`` would build (``httpx.create_ssl_context(verify, cert,

@@ -333,9 +333,9 @@ def test_default_concurrency_follows_the_environment_and_the_open_files_limit(
 
     monkeypatch.delenv("JOURNAL_CONCURRENCY", raising=False)
     monkeypatch.setattr(_run, "_open_files_limit", lambda: None)
-    assert _run.default_concurrency() == _run.DEFAULT_CONCURRENCY == 256
+    assert _run.default_concurrency() == _run.DEFAULT_CONCURRENCY == 128
     monkeypatch.setattr(_run, "_open_files_limit", lambda: 20_000)
-    assert _run.default_concurrency() == 256
+    assert _run.default_concurrency() == 128
     monkeypatch.setattr(_run, "_open_files_limit", lambda: 256)  # macOS's default soft limit
     assert _run.default_concurrency() == 64
     monkeypatch.setattr(_run, "_open_files_limit", lambda: 20)

@@ -61,9 +61,11 @@ from ._schedule import DependencyCycle, Scheduler, check_acyclic, delete_graph, 
 __all__ = ["DEFAULT_CONCURRENCY", "UNKNOWN", "Run", "default_concurrency"]
 
 #: how many provider calls run at once unless told otherwise (JOURNAL_CONCURRENCY): with an
-#: API's latency, independent resources need about ceil(N / concurrency) round trips; lower
-#: when the process may open few files (``default_concurrency``)
-DEFAULT_CONCURRENCY: Final = 256
+#: API's latency, independent resources need about ceil(N / concurrency) round trips (N = 300
+#: at 100 ms: 0.69 s at 128 against 1.14 s at 64); more threads cost CPU when the API answers
+#: at once (N = 1,000: +10% at 128, +30% at 256; bench/bench_scale.py). Lower when the process
+#: may open few files (``default_concurrency``)
+DEFAULT_CONCURRENCY: Final = 128
 #: the fewest calls at once the default goes down to on a low open-files limit
 _MIN_DEFAULT_CONCURRENCY: Final = 16
 #: what plan mode shows for a value only a deploy can know
