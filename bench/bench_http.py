@@ -381,7 +381,7 @@ def run_h2_async(url: str, n: int, concurrency: int) -> tuple[float, float]:
 
 # (name, server kind, function, what it is)
 VARIANTS: list[tuple[str, str, Callable[[str, int, int], tuple[float, float]], str]] = [
-    ("pool", "h1", run_pool, "httpx pool as the providers use it, threads"),
+    ("pool", "h1", run_pool, "httpx pool (JOURNAL_HTTP_TRANSPORT=httpx), threads"),
     ("pool-100", "h1", run_pool_100, "the pool as it was (100 connections, all kept alive)"),
     ("pool-ka20", "h1", run_pool_ka20, "the same, 20 of 100 kept alive (before), threads"),
     ("layer", "h1", run_layer, "journal._http.HttpClient on pool, threads"),
