@@ -9,17 +9,26 @@ with keep-alive (the standard library's ``ThreadingHTTPServer``, as the local AP
 when the ``h2`` package is installed, HTTP/2 over cleartext (prior knowledge) from a small
 asyncio server on ``h2``. Only the client process is measured: its CPU (user + system, every
 thread) and the wall time around a batch of ``--requests`` POSTs, ``--concurrency`` at a time,
-after a warm-up that opens the connections. Medians of ``--runs``.
+after a warm-up that opens the connections. Medians of ``--runs``, the variants interleaved
+(one run of each in turn).
 
-The variants (the first is what ``PrismaClient`` and ``CloudflareClient`` use today):
+The variants (``transport`` and ``layer-lean`` are what ``PrismaClient`` and
+``CloudflareClient`` use by default; ``pool`` and ``layer`` with ``JOURNAL_HTTP_TRANSPORT=httpx``):
 
-* ``pool``: ``journal._http.default_http_client`` (httpx's pool, every connection kept
-  alive), one thread per request in flight (the engine's shape);
+* ``pool``: ``journal._http.default_http_client`` with ``JOURNAL_HTTP_TRANSPORT=httpx``
+  (httpx's pool, every connection kept alive), one thread per request in flight (the
+  engine's shape);
+* ``pool-100``: the pool as it was until the lean transport (at most 100 connections);
 * ``pool-ka20``: the pool as it was before (20 connections kept alive out of 100): it closes
   and reopens connections, and hits encode/httpcore#1110 (a run that fails is counted);
 * ``layer``: ``HttpClient.request`` (the project's retry and error layer) on ``pool``;
-* ``lean``: ``httpx.Client`` on a transport holding one keep-alive ``http.client``
-  connection per thread (httpx's request/response layer, not its pool);
+* ``transport``: ``default_http_client`` as it is by default: ``httpx.Client`` on
+  ``journal._transport.LeanTransport`` (keep-alive ``http.client`` connections on an idle
+  stack per origin; httpx's request/response layer, not its pool);
+* ``layer-lean``: ``HttpClient.request`` on ``transport`` (what the providers do);
+* ``lean``: ``httpx.Client`` on a naive transport holding one keep-alive ``http.client``
+  connection per thread (the first experiment: no TLS settings, no proxies, no stale
+  connection handling);
 * ``http.client``: one keep-alive connection per thread, no httpx (the floor);
 * ``async``: one ``httpx.AsyncClient`` on one event loop, ``--concurrency`` worker tasks;
 * ``async-sem``: the same with one task per request behind a semaphore;
@@ -51,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import httpx
 from _common import Metric, environment, finish, parse_args, print_header, print_table
 
-from journal._http import HttpClient, default_http_client
+from journal._http import TRANSPORT_ENV, HttpClient, default_http_client
 
 BODY = {"name": "database-1", "region": "us-east-1", "projectId": "proj_1", "isDefault": False}
 ANSWER = json.dumps({"data": {"id": "db_1", "name": "database-1", "status": "ready"}}).encode()
@@ -72,6 +81,9 @@ except ImportError:  # pragma: no cover - optional
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body in two writes: without this a keep-alive connection waits for the
+    # client's delayed ACK (~40 ms) on every answer, which made every variant's wall the same
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -231,8 +243,36 @@ def _httpx_threads(client: httpx.Client, url: str, n: int, concurrency: int) -> 
         return _threaded(send, n, concurrency)
 
 
+@contextlib.contextmanager
+def _transport(kind: str) -> Iterator[None]:
+    """``JOURNAL_HTTP_TRANSPORT=kind`` meanwhile."""
+    before = os.environ.get(TRANSPORT_ENV)
+    os.environ[TRANSPORT_ENV] = kind
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[TRANSPORT_ENV]
+        else:
+            os.environ[TRANSPORT_ENV] = before
+
+
 def run_pool(url: str, n: int, concurrency: int) -> tuple[float, float]:
-    return _httpx_threads(default_http_client(30.0), url, n, concurrency)
+    with _transport("httpx"):
+        client = default_http_client(30.0)
+    return _httpx_threads(client, url, n, concurrency)
+
+
+def run_transport(url: str, n: int, concurrency: int) -> tuple[float, float]:
+    with _transport("lean"):
+        client = default_http_client(30.0)
+    return _httpx_threads(client, url, n, concurrency)
+
+
+def run_pool_100(url: str, n: int, concurrency: int) -> tuple[float, float]:
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=30)
+    client = httpx.Client(timeout=httpx.Timeout(30.0), limits=limits)
+    return _httpx_threads(client, url, n, concurrency)
 
 
 def run_pool_ka20(url: str, n: int, concurrency: int) -> tuple[float, float]:
@@ -241,14 +281,20 @@ def run_pool_ka20(url: str, n: int, concurrency: int) -> tuple[float, float]:
     return _httpx_threads(client, url, n, concurrency)
 
 
-def run_layer(url: str, n: int, concurrency: int) -> tuple[float, float]:
+def run_layer(url: str, n: int, concurrency: int, kind: str = "httpx") -> tuple[float, float]:
     base, path = url.rsplit("/v1/", 1)
-    with HttpClient(base, max_retries=0) as api:
+    with _transport(kind):
+        api = HttpClient(base, max_retries=0)
+    with api:
 
         def send() -> None:
             api.request("bench", "POST", f"/v1/{path}", json=BODY)
 
         return _threaded(send, n, concurrency)
+
+
+def run_layer_lean(url: str, n: int, concurrency: int) -> tuple[float, float]:
+    return run_layer(url, n, concurrency, "lean")
 
 
 def run_lean(url: str, n: int, concurrency: int) -> tuple[float, float]:
@@ -335,10 +381,13 @@ def run_h2_async(url: str, n: int, concurrency: int) -> tuple[float, float]:
 
 # (name, server kind, function, what it is)
 VARIANTS: list[tuple[str, str, Callable[[str, int, int], tuple[float, float]], str]] = [
-    ("pool", "h1", run_pool, "httpx pool as the providers use it, threads"),
+    ("pool", "h1", run_pool, "httpx pool (JOURNAL_HTTP_TRANSPORT=httpx), threads"),
+    ("pool-100", "h1", run_pool_100, "the pool as it was (100 connections, all kept alive)"),
     ("pool-ka20", "h1", run_pool_ka20, "the same, 20 of 100 kept alive (before), threads"),
     ("layer", "h1", run_layer, "journal._http.HttpClient on pool, threads"),
-    ("lean", "h1", run_lean, "httpx over one http.client connection per thread"),
+    ("transport", "h1", run_transport, "httpx on journal._transport.LeanTransport, threads"),
+    ("layer-lean", "h1", run_layer_lean, "journal._http.HttpClient on transport, threads"),
+    ("lean", "h1", run_lean, "httpx over a naive http.client connection per thread"),
     ("http.client", "h1", run_http_client, "http.client per thread, no httpx (floor)"),
     ("async", "h1", run_async, "httpx.AsyncClient, one loop, worker tasks"),
     ("async-sem", "h1", run_async_sem, "httpx.AsyncClient, a task per request + semaphore"),
@@ -374,30 +423,33 @@ def main() -> int:
         group = [v for v in chosen if v[1] == kind]
         if not group:
             continue
+        walls: dict[str, list[float]] = {v[0]: [] for v in group}
+        cpus: dict[str, list[float]] = {v[0]: [] for v in group}
+        failed: dict[str, int] = {v[0]: 0 for v in group}
         with server(kind) as url:
-            for name, _, fn, what in group:
-                walls, cpus, failed = [], [], 0
-                for _ in range(args.runs):
+            for _ in range(args.runs):  # interleaved: A B C A B C ..., the machine is shared
+                for name, _, fn, _ in group:
                     try:
                         wall, cpu = fn(url, n, concurrency)
                     except httpx.HTTPError as exc:
-                        failed += 1
+                        failed[name] += 1
                         print(f"  {name}: a run failed: {type(exc).__name__}: {exc}", flush=True)
                         continue
-                    walls.append(wall)
-                    cpus.append(cpu)
-                if not cpus:
-                    rows.append([name, what, "-", "-", "-", "-", failed])
-                    continue
-                wall, cpu = statistics.median(walls), statistics.median(cpus)
-                per_ms = cpu / n * 1000
-                if name == "pool":
-                    base_cpu = cpu
-                ratio = f"{cpu / base_cpu:.2f}x" if base_cpu else "-"
-                row = [name, what, round(wall, 3), round(cpu, 3), round(per_ms, 3), ratio, failed]
-                rows.append(row)
-                metrics.append(Metric(f"{name} cpu per request", per_ms, "ms", False))
-                print(f"  {name}: {per_ms:.3f} ms CPU per request", flush=True)
+                    walls[name].append(wall)
+                    cpus[name].append(cpu)
+        for name, _, _, what in group:
+            if not cpus[name]:
+                rows.append([name, what, "-", "-", "-", "-", failed[name]])
+                continue
+            wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
+            per_ms = cpu / n * 1000
+            if name == "pool":
+                base_cpu = cpu
+            ratio = f"{cpu / base_cpu:.2f}x" if base_cpu else "-"
+            row = [name, what, round(wall, 3), round(cpu, 3), round(per_ms, 3), ratio, failed[name]]
+            rows.append(row)
+            metrics.append(Metric(f"{name} cpu per request", per_ms, "ms", False))
+            print(f"  {name}: {per_ms:.3f} ms CPU per request", flush=True)
     print()
     print(f"{n:,} POSTs, {concurrency} in flight, median of {args.runs} runs")
     print_table(

@@ -863,7 +863,7 @@ def main(argv: list[str] | None = None) -> int:
                     root, api, n, projects.get(n), results[n], args, concurrency, metrics
                 )
 
-            if args.sweep:
+            if args.sweep and args.sizes:
                 n = max(args.sizes)
                 tables["concurrency sweep"] = _sweep(root, api, args, n, projects.get(n), metrics)
 
@@ -955,6 +955,8 @@ def _fresh_journal(folder: Path) -> Path:
 
 
 def _print_targets(results: dict[int, Lifecycle], sizes: Sequence[int]) -> None:
+    if not sizes:  # --sizes "": only the latency runs or the sweeps
+        return
     n = 1000 if 1000 in results else max(sizes)
     life = results[n]
     rows = []

@@ -238,7 +238,7 @@ def concurrency_option(f: F) -> F:
         type=click.IntRange(min=1),
         metavar="N",
         default=None,
-        help="At most N provider calls at once [default: $JOURNAL_CONCURRENCY, else 64].",
+        help="At most N provider calls at once [default: $JOURNAL_CONCURRENCY, else 128].",
     )(f)
 
 

@@ -27,7 +27,8 @@ A provider's API client holds an :class:`HttpClient` and keeps only what is its 
 - ``ErrorDetail(message, code, hint)``: what ``describe_error(response)`` reads from an error
   body (``json_error_detail`` reads ``{"error": {"message", "code", "hint"}}``);
   ``parse_retry_after(value)``; ``segment(value)`` (an id as one path segment); ``short(text)``;
-  ``default_http_client(timeout_s)``.
+  ``default_http_client(timeout_s)`` (httpx on ``journal._transport.LeanTransport``, or on
+  httpx's own pool with ``JOURNAL_HTTP_TRANSPORT=httpx``).
 
 **Retries** use exponential backoff with "equal jitter" (``backoff_s * 2**n``, capped by
 ``max_backoff_s``: half of it fixed, half random), or exactly the server's ``Retry-After``
@@ -63,6 +64,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -82,6 +84,7 @@ from journal._errors import (
     RequestError,
     ServerError,
     TransportError,
+    UsageError,
 )
 from journal._secret import MASK, Secret
 
@@ -110,8 +113,9 @@ _DID_NOTHING: Final = frozenset({429, 503})
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # our own mistakes: sending the same request again would fail the same way
 _NEVER_RETRY: Final = (httpx.LocalProtocolError, httpx.UnsupportedProtocol)
-#: connections (all kept alive) of the default pool: above the engine's concurrency (64)
-_MAX_CONNECTIONS: Final = 100
+#: selects the transport of ``default_http_client``
+TRANSPORT_ENV: Final = "JOURNAL_HTTP_TRANSPORT"
+_TRANSPORTS: Final = frozenset({"lean", "httpx"})
 _MAY_HAVE_ACTED: Final = " (not retried: the server may have acted on this request)"
 
 _JsonBody = Mapping[str, object] | Sequence[object]
@@ -151,25 +155,45 @@ def short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def http_transport() -> str:
+    """The transport ``default_http_client`` builds: ``JOURNAL_HTTP_TRANSPORT`` (``lean``,
+    the default, or ``httpx``)."""
+    raw = os.environ.get(TRANSPORT_ENV, "").strip().lower() or "lean"
+    if raw not in _TRANSPORTS:
+        raise UsageError(
+            f"{TRANSPORT_ENV} must be one of {', '.join(sorted(_TRANSPORTS))}, got {raw!r}"
+        )
+    return raw
+
+
 def default_http_client(timeout_s: float) -> httpx.Client:
     """The ``httpx.Client`` an API client creates when none is injected: ``timeout_s`` for
-    every phase, connection pooling with keep-alive.
+    every phase, keep-alive connections, proxies from the environment.
 
-    Every connection the pool may open is also kept alive (``max_keepalive_connections ==
-    max_connections``): httpcore 1.0.x compares the number of *all* its connections with
+    By default its transport is ``journal._transport.LeanTransport`` (keep-alive
+    ``http.client`` connections, no pool: about a third of the CPU per request), with httpx's
+    own transport mounted for the URLs a proxy variable covers. ``JOURNAL_HTTP_TRANSPORT=httpx``
+    selects httpx's own pool instead, sized for the engine's concurrency.
+
+    Every connection httpx's pool may open is also kept alive (``max_keepalive_connections
+    == max_connections``): httpcore 1.0.x compares the number of *all* its connections with
     ``max_keepalive_connections`` and, above it, closes idle connections, including one it
     has just handed to a request that has not started yet (encode/httpcore#1110). With the
     engine's 64 calls in flight and 20 kept alive, a request then failed with ``ReadError``
     (a POST, which is not retried) or hung until its read timeout; it also paid a new
-    connection for most requests."""
-    return httpx.Client(
-        timeout=httpx.Timeout(timeout_s),
-        limits=httpx.Limits(
-            max_connections=_MAX_CONNECTIONS,
-            max_keepalive_connections=_MAX_CONNECTIONS,
-            keepalive_expiry=30.0,
-        ),
+    connection for most requests. Neither is limited: the engine's concurrency
+    (``--concurrency``, ``JOURNAL_CONCURRENCY``) bounds the requests in flight, and a pool
+    smaller than it would make requests wait for a connection, the state in which
+    encode/httpcore#1110 also shows (seen with 256 calls on a pool of 100)."""
+    limits = httpx.Limits(
+        max_connections=None, max_keepalive_connections=None, keepalive_expiry=30.0
     )
+    timeout = httpx.Timeout(timeout_s)
+    if http_transport() == "httpx":
+        return httpx.Client(timeout=timeout, limits=limits)
+    from journal._transport import lean_http_client
+
+    return lean_http_client(timeout, limits=limits)
 
 
 @dataclass(frozen=True, slots=True)

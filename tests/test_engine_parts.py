@@ -323,3 +323,34 @@ def test_the_engine_parts_do_not_import_the_run() -> None:
             if isinstance(node, ast.ImportFrom) and node.level
         }
         assert not found & {".", "._run"}, (name, found)
+
+
+def test_default_concurrency_follows_the_environment_and_the_open_files_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from journal._engine import _run
+    from journal._errors import UsageError
+
+    monkeypatch.delenv("JOURNAL_CONCURRENCY", raising=False)
+    monkeypatch.setattr(_run, "_open_files_limit", lambda: None)
+    assert _run.default_concurrency() == _run.DEFAULT_CONCURRENCY == 128
+    monkeypatch.setattr(_run, "_open_files_limit", lambda: 20_000)
+    assert _run.default_concurrency() == 128
+    monkeypatch.setattr(_run, "_open_files_limit", lambda: 256)  # macOS's default soft limit
+    assert _run.default_concurrency() == 64
+    monkeypatch.setattr(_run, "_open_files_limit", lambda: 20)
+    assert _run.default_concurrency() == 16
+    monkeypatch.setenv("JOURNAL_CONCURRENCY", "500")  # said outright: as said
+    assert _run.default_concurrency() == 500
+    monkeypatch.setenv("JOURNAL_CONCURRENCY", "0")
+    with pytest.raises(UsageError, match="JOURNAL_CONCURRENCY"):
+        _run.default_concurrency()
+
+
+def test_the_open_files_limit_is_read() -> None:
+    import resource
+
+    from journal._engine._run import _open_files_limit
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert _open_files_limit() == (None if soft == resource.RLIM_INFINITY else soft)

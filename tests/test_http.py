@@ -477,21 +477,30 @@ class _Answer(BaseHTTPRequestHandler):
 
 class _Loopback(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 128
+    request_queue_size = 512
 
 
-def test_default_pool_keeps_every_connection_it_opens() -> None:
+def test_default_pool_keeps_every_connection_it_opens(monkeypatch: pytest.MonkeyPatch) -> None:
     """httpcore 1.0.x counts *all* connections against ``max_keepalive_connections``: with
     more requests in flight than that, an idle connection already handed to a waiting
     request is closed under it (encode/httpcore#1110), which surfaces as a ``ReadError``
     ("Bad file descriptor") or a request hanging until its read timeout: fatal for a POST,
-    which is not retried. The default pool must never have a surplus to close."""
+    which is not retried. The default pool must never have a surplus to close, nor make a
+    request wait for a connection (``JOURNAL_HTTP_TRANSPORT=httpx``; the default transport
+    has no pool)."""
+    monkeypatch.setenv("JOURNAL_HTTP_TRANSPORT", "httpx")
     with default_http_client(5.0) as http:
         pool = http._transport._pool  # type: ignore[attr-defined]
         assert pool._max_keepalive_connections >= pool._max_connections
+        assert pool._max_connections >= 100_000  # unlimited: the engine's concurrency caps it
 
 
-def test_sixty_four_posts_at_a_time_on_the_default_pool_all_succeed() -> None:
+@pytest.mark.parametrize("transport", ["lean", "httpx"])
+@pytest.mark.parametrize("in_flight", [64, 256])
+def test_many_posts_at_a_time_on_the_default_client_all_succeed(
+    monkeypatch: pytest.MonkeyPatch, transport: str, in_flight: int
+) -> None:
+    monkeypatch.setenv("JOURNAL_HTTP_TRANSPORT", transport)
     server = _Loopback(("127.0.0.1", 0), _Answer)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -501,8 +510,8 @@ def test_sixty_four_posts_at_a_time_on_the_default_pool_all_succeed() -> None:
             def create(i: int) -> int:
                 return api.request("create", "POST", "/v1/things", json={"i": i}).status_code
 
-            with ThreadPoolExecutor(64) as pool:
-                assert set(pool.map(create, range(64 * 12))) == {201}
+            with ThreadPoolExecutor(in_flight) as pool:
+                assert set(pool.map(create, range(in_flight * 3))) == {201}
     finally:
         server.shutdown()
         server.server_close()
