@@ -76,8 +76,12 @@ class State:
             location = _settings.journal_location(self.journal, beside=folder)
         except (OSError, UsageError):
             return  # the command reports a bad path or location itself
+        # imported here, not on the thread: both threads would import the same modules, one
+        # waiting for the other's import locks, and the derivation would start only after
+        from journal._journal import Journal
+
         threading.Thread(
-            target=_open_once, args=(location,), name="journal-key", daemon=True
+            target=_open_once, args=(Journal, location), name="journal-key", daemon=True
         ).start()
 
     def program_location(self, program: Path) -> str:
@@ -252,11 +256,9 @@ def app_option(f: F) -> F:
     )(f)
 
 
-def _open_once(location: str) -> None:
+def _open_once(journal: type[Journal], location: str) -> None:
     with suppress(Exception):
-        from journal._journal import Journal
-
-        Journal.open(location, create=False).close()
+        journal.open(location, create=False).close()
 
 
 program_argument = click.argument(

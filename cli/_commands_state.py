@@ -456,8 +456,7 @@ def configure(
 def _service_for(name: str | None, *, interactive: bool = False) -> Service:
     """The installed provider ``name`` that declares credentials (None: the only one; with
     several, on a terminal, the one the user picks)."""
-    from importlib.metadata import entry_points
-
+    from journal._entry_points import entry_points
     from journal._provider import services
 
     known = [s for s in services() if s.credentials]

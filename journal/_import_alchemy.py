@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Final
 
@@ -49,6 +48,7 @@ from ._alchemy_state import (
 )
 from ._codec import encode
 from ._engine import actor
+from ._entry_points import entry_points
 from ._errors import JournalError, UsageError, ValidationError
 from ._events import make_event
 from ._identity import credential_record

@@ -29,10 +29,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Final, Generic, TypeVar
 
+from ._entry_points import entry_points
 from ._errors import UsageError, ValidationError
 from ._secret import Secret
 
