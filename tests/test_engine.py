@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from memory_provider import Thing
 
 import journal
+from journal._engine import _run
 from journal._journal import Journal
 from journal._program.app import RunSettings, run_settings
 from journal._projection import load_state, rebuild_and_check
@@ -285,12 +285,18 @@ def test_concurrency_caps_calls_in_flight(journal_path: Path, cloud: mp.Cloud) -
     assert cloud.max_in_flight == 8
 
 
-class _CountingPool(ThreadPoolExecutor):
+class _CountingPool(_run._Pool):
     submitted = 0
+    prestarted: list[int] = []
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         type(self).submitted += 1
         return super().submit(fn, *args, **kwargs)
+
+    def prestart(self, count: int) -> None:
+        type(self).prestarted.append(count)
+        super().prestart(count)
+        assert len(self._threads) >= min(count, self._max_workers)
 
 
 def test_unchanged_resources_are_decided_without_the_pool(
@@ -299,9 +305,7 @@ def test_unchanged_resources_are_decided_without_the_pool(
     """A re-run hands the pool only what calls a provider or appends an event: an unchanged
     resource is decided on the thread that finds it ready, and a long chain of them (each
     ready once the previous one is decided) nests no calls."""
-    from journal._engine import _run
-
-    monkeypatch.setattr(_run, "ThreadPoolExecutor", _CountingPool)
+    monkeypatch.setattr(_run, "_Pool", _CountingPool)
 
     def chain(tag: str) -> Any:
         def build(app: journal.App) -> None:
@@ -470,3 +474,19 @@ def test_a_counting_reporter_is_told_every_resource_that_settles(
         run.begin()
         run.destroy()
     assert (reporter.expected, reporter.settled_count) == (4, 4)
+
+
+def test_the_pool_starts_its_threads_before_the_work_goes_to_it(
+    journal_path: Path, cloud: mp.Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch's tasks for the pool are counted before the first is queued, and as many
+    threads (at most the cap) are started then, while none is busy."""
+    monkeypatch.setattr(_run, "_Pool", _CountingPool)
+    _CountingPool.prestarted = []
+
+    def many(app: journal.App) -> None:
+        for i in range(40):
+            Thing(f"t{i}")
+
+    assert deploy(journal_path, many, concurrency=16).counts == {"create": 40}
+    assert _CountingPool.prestarted == [40]

@@ -142,6 +142,28 @@ def _same_options(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     }
 
 
+class _Pool(ThreadPoolExecutor):
+    """The run's thread pool, whose threads can be started before work is queued.
+
+    ``ThreadPoolExecutor`` starts a thread at each ``submit`` while it has fewer than its
+    maximum and none idle, and ``Thread.start`` waits until the new thread runs: with the
+    earlier threads busy on the GIL, each start waited a switch interval (5 ms), and 128
+    of them held the thread that hands out the work for a large part of a second. Started
+    together while nothing runs yet, they cost microseconds each."""
+
+    def prestart(self, count: int) -> None:
+        """Make sure ``count`` threads (at most the maximum) exist; no-op once shut down."""
+        with self._shutdown_lock:
+            if self._shutdown:
+                return
+            missing = min(count, self._max_workers) - len(self._threads)
+            for _ in range(max(0, missing)):
+                try:
+                    self._adjust_thread_count()
+                except RuntimeError:  # the system refuses more threads: submit tries again
+                    return
+
+
 class Run:
     """One run of one stage. Use ``begin()`` first, then declare, then finalize/fail/destroy."""
 
@@ -230,8 +252,8 @@ class Run:
                 # a broken chain refuses the run before its state is even loaded (journal._chain)
                 self.journal.ensure_writable()
             self.state = load_state(self.journal, self.stream)
-            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="journal-run")
-            self._scheduler = Scheduler(self._pool, lambda: self._stopping)
+            self._pool = _Pool(self.concurrency, thread_name_prefix="journal-run")
+            self._scheduler = Scheduler(self._pool, lambda: self._stopping, self._pool.prestart)
             self._stack.callback(self._shutdown_pool)
             self._interruption.register(self)
             self._stack.callback(self._interruption.unregister, self)

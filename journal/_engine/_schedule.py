@@ -85,11 +85,18 @@ def check_acyclic(graph: Mapping[str, Iterable[str]]) -> None:
 class Scheduler:
     """Starts tasks on ``pool``, each once every task it waits for is done.
 
-    ``stopping`` answers whether the run launches nothing new any more (a first signal)."""
+    ``stopping`` answers whether the run launches nothing new any more (a first signal);
+    ``prestart(n)`` is told how many tasks are about to go to the pool, before they go."""
 
-    def __init__(self, pool: Executor, stopping: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        pool: Executor,
+        stopping: Callable[[], bool],
+        prestart: Callable[[int], None] | None = None,
+    ) -> None:
         self._pool = pool
         self._stopping = stopping
+        self._prestart = prestart or (lambda count: None)
 
     def start(
         self,
@@ -119,12 +126,25 @@ class Scheduler:
                     if key_done is not None:
                         sorter.done(key_done)
                     ready = sorter.get_ready()
+                # every ready task is decided before any goes to the pool: a busy pool would
+                # make this thread wait for the GIL between decisions
+                queued: list[tuple[str, OnPool]] = []
                 for key in ready:
-                    if key in waits and self._launch(key, waits[key], futures, work):
-                        done.append(key)
+                    if key not in waits:  # a task of an earlier batch: done when its future is
+                        futures[key].add_done_callback(partial(_then, advance, key))
                         continue
-                    # a task (of this batch or an earlier one) is done when its future is
-                    futures[key].add_done_callback(partial(_then, advance, key))
+                    step = self._launch(key, waits[key], futures, work)
+                    if step is None:
+                        done.append(key)
+                    else:
+                        queued.append((key, step))
+                if queued:
+                    self._prestart(len(queued))
+                for key, step in queued:
+                    if self._submit(futures[key], step):
+                        futures[key].add_done_callback(partial(_then, advance, key))
+                    else:
+                        done.append(key)
 
         advance(None)
 
@@ -134,34 +154,42 @@ class Scheduler:
         deps: Sequence[str],
         futures: Mapping[str, Future[Any]],
         work: Callable[[str], Any],
-    ) -> bool:
-        """Start ``key``; True when it is already done (decided here, skipped or refused)."""
+    ) -> OnPool | None:
+        """Decide ``key``: None when it is done already (decided here, skipped or refused),
+        else what is left for the pool."""
         fut = futures[key]
         if self._stopping():
             fut.set_exception(RunInterrupted("not started: the run was interrupted"))
-            return True
+            return None
         failed = [d for d in deps if futures[d].exception() is not None]
         if failed:
             rid, first = resource_of(key), resource_of(failed[0])
             fut.set_exception(DependencyFailed(f"skipped: {first!r} failed", resource=rid))
-            return True
+            return None
         try:
             step = work(key)
         except Exception as exc:
             fut.set_exception(exc)
-            return True
+            return None
         except BaseException:  # Ctrl-C on the program's thread: this task never started
             fut.set_exception(RunInterrupted("not started: the run was interrupted"))
             raise
         if not isinstance(step, OnPool):
             fut.set_result(step)
-            return True
+            return None
+        return step
+
+    def _submit(self, fut: Future[Any], step: OnPool) -> bool:
+        """Hand ``step`` to the pool; False when the pool is shut down (an abandoned run)."""
+        if self._stopping():
+            fut.set_exception(RunInterrupted("not started: the run was interrupted"))
+            return False
         try:
             self._pool.submit(_complete, fut, step.call)
-        except RuntimeError:  # the pool was shut down: an abandoned run
+        except RuntimeError:
             fut.set_exception(RunInterrupted("not started: the run was interrupted"))
-            return True
-        return False
+            return False
+        return True
 
 
 def _then(advance: Callable[[str], None], key: str, _done: Future[Any]) -> None:
