@@ -105,7 +105,11 @@ def _endpoint(ctx: Context) -> str:
         return url.removesuffix("/v1")
     if ctx.offline:  # a plan asks nothing, not even the local API's identity
         return "local"
-    instance = ctx.shared("prisma:instance:" + url, lambda: local_instance(url))
+    if urlsplit(url).scheme == "http":
+        instance = ctx.shared("prisma:instance:" + url, lambda: local_instance(url))
+    else:  # TLS on loopback: the client, with httpx's certificate settings
+        client = _client(ctx)  # not inside the factory: ctx.shared holds its lock meanwhile
+        instance = ctx.shared("prisma:instance:" + url, client.local_instance)
     return f"local:{instance}" if instance else "local"
 
 
