@@ -140,26 +140,24 @@ if TYPE_CHECKING:
     )
     from ._import_alchemy import Linker, Mapped, register_alchemy_kind
 
-#: the HTTP layer's names, imported on first use so that a program that makes no call
-#: never imports httpx
-_HTTP_NAMES = frozenset(
-    {
-        "ApiClient",
-        "ErrorDetail",
-        "HttpClient",
-        "Page",
-        "default_http_client",
-        "json_error_detail",
-        "paginate_cursor",
-        "paginate_pages",
-        "segment",
-    }
-)
-
-
-#: what ``journal import-alchemy`` needs of a provider, imported on first use: a deploy
-#: never reads Alchemy's state
-_ALCHEMY_NAMES = {
+#: names imported on first use, by the module that defines them: the HTTP layer (a program
+#: that makes no call never imports httpx) and what ``journal import-alchemy`` needs of a
+#: provider (a deploy never reads Alchemy's state)
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "ApiClient",
+            "ErrorDetail",
+            "HttpClient",
+            "Page",
+            "default_http_client",
+            "json_error_detail",
+            "paginate_cursor",
+            "paginate_pages",
+            "segment",
+        ),
+        "_http",
+    ),
     "AlchemyRecord": "_alchemy_state",
     "AlchemyStateError": "_alchemy_state",
     "Linker": "_import_alchemy",
@@ -169,15 +167,12 @@ _ALCHEMY_NAMES = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in _HTTP_NAMES:
-        from . import _http
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return getattr(_http, name)
-    if name in _ALCHEMY_NAMES:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__package__}.{_ALCHEMY_NAMES[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
 
 
 #: the handle base under the name the SDK's guide uses

@@ -74,6 +74,7 @@ from ._models import (
     Workspace,
     parse_connection,
     parse_database,
+    parse_instance,
     parse_project,
     parse_region,
     parse_workspace,
@@ -189,14 +190,7 @@ class PrismaClient(ApiClient):
         """The identity a journal local API answers on ``GET /health`` (its port changes
         between runs, this does not); None for an API that gives none. Unauthenticated."""
         response = self._api.request("local_instance", "GET", "/health", retries=2, check=False)
-        if not response.is_success:
-            return None
-        try:
-            payload = response.json()
-        except ValueError:
-            return None
-        instance = payload.get("instance") if isinstance(payload, dict) else None
-        return instance if isinstance(instance, str) and instance else None
+        return parse_instance(response.content) if response.is_success else None
 
     # --- workspaces and regions ----------------------------------------------------------
 

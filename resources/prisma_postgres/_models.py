@@ -7,6 +7,7 @@ requires; the client turns that into an ``ApiError`` naming the request.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = [
     "Workspace",
     "parse_connection",
     "parse_database",
+    "parse_instance",
     "parse_project",
     "parse_region",
     "parse_workspace",
@@ -185,6 +187,17 @@ def _is_postgres_url(url: str | None) -> bool:
 def _endpoint(endpoints: Mapping[str, Any] | None, kind: str) -> tuple[str | None, int | None]:
     ep = _sub(endpoints, kind)
     return _opt_str(ep, "host"), _port(None if ep is None else ep.get("port"))
+
+
+def parse_instance(body: bytes) -> str | None:
+    """The identity in a journal local API's ``GET /health`` answer; None when it gives none
+    (another API, or an answer that is not the JSON object it should be)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    instance = payload.get("instance") if isinstance(payload, dict) else None
+    return instance if isinstance(instance, str) and instance else None
 
 
 def parse_workspace(raw: object) -> Workspace:

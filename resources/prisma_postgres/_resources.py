@@ -44,6 +44,7 @@ from journal.provider import (
     register_provider,
 )
 
+from ._models import parse_instance
 from ._service import DEFAULT_API_URL, SERVICE
 
 if TYPE_CHECKING:
@@ -121,7 +122,6 @@ def local_instance(url: str, *, attempts: int = 3, timeout_s: float = 10.0) -> s
     TLS, and a run that calls nothing else (a no-op) then never imports the client and httpx
     for it. A refused or dropped connection is tried ``attempts`` times."""
     import http.client
-    import json
 
     parts = urlsplit(url)
     path = parts.path.rstrip("/").removesuffix("/v1") + "/health"
@@ -140,14 +140,7 @@ def local_instance(url: str, *, attempts: int = 3, timeout_s: float = 10.0) -> s
             ) from None
         finally:
             conn.close()
-        if response.status != 200:
-            return None
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return None
-        instance = payload.get("instance") if isinstance(payload, dict) else None
-        return instance if isinstance(instance, str) and instance else None
+        return parse_instance(body) if response.status == 200 else None
     return None
 
 
